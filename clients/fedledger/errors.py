@@ -1,0 +1,57 @@
+"""The FedLedger exception tree.
+
+::
+
+    FedLedgerError
+    └── CryptoError                    anything the crypto core refuses
+        ├── KeyMismatchError           operands belong to different keys or layouts
+        ├── EncodingError              values that cannot be quantized into a layout
+        ├── CapacityError              a sum past the layout's declared maximum
+        ├── MalformedCiphertextError   bytes that do not parse as a packed vector
+        ├── DecryptionShareError       a partial decryption whose proof fails (names its holder)
+        ├── KeyRecoveryError           escrowed key shares that cannot rebuild the key
+        └── VrfError                   a VRF key or proof that does not verify
+"""
+
+from __future__ import annotations
+
+
+class FedLedgerError(Exception):
+    """Root of every error FedLedger raises on purpose."""
+
+
+class CryptoError(FedLedgerError):
+    """The crypto core refused an input or an operation."""
+
+
+class KeyMismatchError(CryptoError):
+    """Operands were made under different keys or different packing layouts."""
+
+
+class EncodingError(CryptoError):
+    """Values cannot be quantized into the declared layout (out of range, NaN, wrong shape)."""
+
+
+class CapacityError(CryptoError):
+    """A homomorphic sum would pass the summand or weight maximum its layout was sized for."""
+
+
+class MalformedCiphertextError(CryptoError):
+    """Serialized ciphertext bytes are truncated, for another key or layout, or out of range."""
+
+
+class DecryptionShareError(CryptoError):
+    """A committee member's partial decryption failed its proof of correctness."""
+
+    def __init__(self, holder: int, reason: str) -> None:
+        super().__init__(f"partial decryption from share holder {holder} is invalid: {reason}")
+        self.holder = holder
+        self.reason = reason
+
+
+class KeyRecoveryError(CryptoError):
+    """Escrowed shares could not rebuild the master key."""
+
+
+class VrfError(CryptoError):
+    """A VRF public key or proof is malformed or does not verify."""
