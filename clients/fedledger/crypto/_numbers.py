@@ -66,6 +66,14 @@ def random_safe_prime(bits: int) -> mpz:
             return p
 
 
+def evaluate_polynomial(coefficients: Sequence[mpz], x: int, modulus: mpz) -> mpz:
+    """Return ``sum(a_k * x**k) % modulus`` for ``coefficients = [a_0, a_1, ...]`` (Horner)."""
+    acc = mpz(0)
+    for a in reversed(coefficients):
+        acc = (acc * x + a) % modulus
+    return acc
+
+
 def multi_powmod(bases: Sequence[mpz], exponents: Sequence[int | mpz], modulus: mpz) -> mpz:
     """Return ``prod(b**e for b, e in zip(bases, exponents)) % modulus`` (Pippenger's buckets).
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import gmpy2
 from gmpy2 import mpz
 
-from fedledger.crypto._numbers import random_below
+from fedledger.crypto._numbers import evaluate_polynomial, random_below
 from fedledger.crypto.paillier import PrivateKey, PublicKey
 from fedledger.errors import CryptoError, KeyRecoveryError
 
@@ -62,12 +62,10 @@ def escrow_private_key(
         raise CryptoError(f"threshold must be in [2, parties], got {threshold} of {parties}")
     fingerprint = private_key.public_key.fingerprint
     coefficients = [private_key.p] + [random_below(FIELD_PRIME) for _ in range(threshold - 1)]
-    shares = []
-    for i in range(1, parties + 1):
-        acc = mpz(0)
-        for a in reversed(coefficients):
-            acc = (acc * i + a) % FIELD_PRIME
-        shares.append(EscrowShare(i, acc, fingerprint))
+    shares = [
+        EscrowShare(i, evaluate_polynomial(coefficients, i, FIELD_PRIME), fingerprint)
+        for i in range(1, parties + 1)
+    ]
     record = EscrowRecord(fingerprint, threshold, parties, tuple(s.digest() for s in shares))
     return record, shares
 

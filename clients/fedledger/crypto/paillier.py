@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import gmpy2
 from gmpy2 import mpz
@@ -116,18 +117,15 @@ class PrivateKey:
         # Never print the factors: the repr of a secret must be safe to log.
         return f"PrivateKey(key_bits={self.public_key.key_bits}, fingerprint={self.public_key.fingerprint[:8].hex()})"
 
-    @property
+    @cached_property
     def _crt(self) -> tuple[mpz, mpz, mpz, mpz, mpz]:
-        cached = self.__dict__.get("_crt_cache")
-        if cached is None:
-            p, q = self.p, self.q
-            psq, qsq = p * p, q * q
-            g = self.public_key.n + 1
-            hp = gmpy2.invert((gmpy2.powmod(g, p - 1, psq) - 1) // p, p)
-            hq = gmpy2.invert((gmpy2.powmod(g, q - 1, qsq) - 1) // q, q)
-            cached = (psq, qsq, hp, hq, gmpy2.invert(p, q))
-            object.__setattr__(self, "_crt_cache", cached)
-        return cached  # type: ignore[no-any-return]
+        # Per-key constants of CRT decryption, computed once on first use.
+        p, q = self.p, self.q
+        psq, qsq = p * p, q * q
+        g = self.public_key.n + 1
+        hp = gmpy2.invert((gmpy2.powmod(g, p - 1, psq) - 1) // p, p)
+        hq = gmpy2.invert((gmpy2.powmod(g, q - 1, qsq) - 1) // q, q)
+        return psq, qsq, hp, hq, gmpy2.invert(p, q)
 
     def raw_decrypt(self, ciphertext: mpz) -> mpz:
         """Decrypt one ciphertext to its integer plaintext in ``[0, n)``."""

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
-from fedledger.crypto._numbers import multi_powmod, random_bits, random_safe_prime, random_unit
+from fedledger.crypto._numbers import evaluate_polynomial, multi_powmod, random_bits, random_safe_prime, random_unit
 from fedledger.crypto.paillier import DEFAULT_KEY_BITS, PublicKey, distinct_primes, keypair_from_primes
 from fedledger.crypto.vector import EncryptedVector, decode_plaintexts
 from fedledger.errors import CryptoError, DecryptionShareError, KeyMismatchError
@@ -142,7 +142,7 @@ def deal_threshold_key(
     nm = n * m
     d = m * gmpy2.invert(m, n)
     coefficients = [d] + [random_bits(int(nm.bit_length()) + _HIDING_BITS) % nm for _ in range(threshold - 1)]
-    secrets_ = [_evaluate(coefficients, i, nm) for i in range(1, parties + 1)]
+    secrets_ = [evaluate_polynomial(coefficients, i, nm) for i in range(1, parties + 1)]
     nsquare = public_key.nsquare
     r = random_unit(nsquare)
     v = r * r % nsquare
@@ -150,13 +150,6 @@ def deal_threshold_key(
     verification = tuple(gmpy2.powmod(v, delta * s, nsquare) for s in secrets_)
     tpk = ThresholdPublicKey(public_key, threshold, parties, v, verification)
     return tpk, [KeyShare(i + 1, s, tpk) for i, s in enumerate(secrets_)]
-
-
-def _evaluate(coefficients: Sequence[mpz], x: int, modulus: mpz) -> mpz:
-    acc = mpz(0)
-    for a in reversed(coefficients):
-        acc = (acc * x + a) % modulus
-    return acc
 
 
 def _powmod_chunk(bases: list[mpz], exponent: mpz, modulus: mpz) -> list[mpz]:
