@@ -52,6 +52,13 @@ def test_generated_modulus_has_exactly_the_requested_bits() -> None:
     assert private_key.p * private_key.q == public_key.n
 
 
+def test_3072_bit_keys_are_available() -> None:
+    public_key, private_key = generate_keypair(key_bits=3072)
+
+    assert public_key.key_bits == 3072 and public_key.ciphertext_bytes == 768
+    assert private_key.raw_decrypt(public_key.raw_encrypt(2**3000)) == 2**3000
+
+
 def test_odd_or_tiny_key_sizes_are_refused() -> None:
     with pytest.raises(CryptoError, match="key_bits"):
         generate_keypair(key_bits=255)
