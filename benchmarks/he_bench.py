@@ -86,6 +86,7 @@ def bench_packed(args: argparse.Namespace, updates: list[np.ndarray], weights: l
         t_online.append(t)
     total, t_agg = timed(lambda: aggregate(encrypted, weights))
     result, t_dec = timed(lambda: decrypt_vector(private_key, total))
+    _, t_dec_2 = timed(lambda: decrypt_vector(private_key, total, workers=2))
     expected = sum(w * u for w, u in zip(weights, updates))
     error = float(np.abs(result - expected).max())
     out: dict[str, float] = {
@@ -94,6 +95,7 @@ def bench_packed(args: argparse.Namespace, updates: list[np.ndarray], weights: l
         "pool_fill_s_2_cores": t_fill_2,
         "aggregate_s": t_agg,
         "decrypt_s": t_dec,
+        "decrypt_s_2_cores": t_dec_2,
         "bytes_per_update": len(encrypted[0].to_bytes()),
         "ciphertexts_per_update": len(encrypted[0].ciphertexts),
         "slots_per_ciphertext": layout.slots(args.key_bits),
@@ -221,6 +223,7 @@ def main() -> int:
     print(f"\noffline r^n pool for one update: {fmt(ours['pool_fill_s_1_core'])} on 1 core, "
           f"{fmt(ours['pool_fill_s_2_cores'])} on 2 cores; {ours['ciphertexts_per_update']:.0f} ciphertexts "
           f"of {ours['slots_per_ciphertext']:.0f} slots")
+    print(f"single-key decryption on 2 cores: {fmt(ours['decrypt_s_2_cores'])}")
     print(f"max |error| of the decrypted weighted sum: {ours['max_abs_error']:.4g} "
           f"(bound {ours['error_bound']:.4g}); CKKS {ckks['max_abs_error'] if ckks else float('nan'):.3g}")
     print("threshold wall = slowest member's partial decryption + verification and combination "

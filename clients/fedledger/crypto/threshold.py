@@ -22,15 +22,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import gmpy2
 import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
-from fedledger.crypto._numbers import evaluate_polynomial, multi_powmod, random_bits, random_safe_prime, random_unit
+from fedledger.crypto._numbers import evaluate_polynomial, map_chunks, multi_powmod, random_bits, random_safe_prime, random_unit
 from fedledger.crypto.paillier import DEFAULT_KEY_BITS, PublicKey, distinct_primes, keypair_from_primes
 from fedledger.crypto.vector import EncryptedVector, decode_plaintexts
 from fedledger.errors import CryptoError, DecryptionShareError, KeyMismatchError
@@ -152,7 +152,7 @@ def deal_threshold_key(
     return tpk, [KeyShare(i + 1, s, tpk) for i, s in enumerate(secrets_)]
 
 
-def _powmod_chunk(bases: list[mpz], exponent: mpz, modulus: mpz) -> list[mpz]:
+def _powmod_all(bases: list[mpz], *, exponent: mpz, modulus: mpz) -> list[mpz]:
     return [gmpy2.powmod(b, exponent, modulus) for b in bases]
 
 
@@ -186,14 +186,7 @@ def partial_decrypt(share: KeyShare, vector: EncryptedVector, *, workers: int = 
     nsquare = tpk.public_key.nsquare
     exponent = 2 * tpk.delta * share.secret
     cts = list(vector.ciphertexts)
-    if workers > 1:
-        size = -(-len(cts) // workers)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = pool.map(_powmod_chunk, [cts[i:i + size] for i in range(0, len(cts), size)],
-                             [exponent] * workers, [nsquare] * workers)
-            values = tuple(x for part in parts for x in part)
-    else:
-        values = tuple(_powmod_chunk(cts, exponent, nsquare))
+    values = tuple(map_chunks(partial(_powmod_all, exponent=exponent, modulus=nsquare), cts, workers=workers))
     c4, d2 = _batch(tpk, share.index, cts, values)
     r_bits = int(nsquare.bit_length()) + tpk.delta.bit_length() + _CHALLENGE_BITS + _HIDING_BITS
     r = random_bits(r_bits)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
+from fedledger.crypto._numbers import map_chunks
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.paillier import PrivateKey, PublicKey, RandomnessPool
 from fedledger.errors import CapacityError, KeyMismatchError
@@ -108,11 +110,18 @@ def aggregate(vectors: Sequence[EncryptedVector], weights: Sequence[int] | None 
     if total > layout.capacity:
         raise CapacityError(f"total weight {total} exceeds the layout's capacity of {layout.capacity}")
     nsquare = first.public_key.nsquare
+    # Straus' interleaving: every column has the same weights, so one chain of squarings per
+    # column serves all vectors, and vector k multiplies in wherever bit b of its weight is set.
+    # About half the multiplications of one exponentiation per ciphertext.
+    bits = max(int(w) for w in weights).bit_length()
+    plan = [[k for k, w in enumerate(weights) if (int(w) >> b) & 1] for b in range(bits - 1, -1, -1)]
     summed = []
     for column in zip(*(v.ciphertexts for v in vectors)):
         acc = mpz(1)
-        for c, w in zip(column, weights):
-            acc = acc * (c if w == 1 else pow(c, int(w), nsquare)) % nsquare
+        for members in plan:
+            acc = acc * acc % nsquare
+            for k in members:
+                acc = acc * column[k] % nsquare
         summed.append(acc)
     return EncryptedVector(first.public_key, layout, first.length, tuple(summed), summands, total)
 
@@ -124,8 +133,18 @@ def decode_plaintexts(vector: EncryptedVector, plaintexts: list[mpz]) -> npt.NDA
     return layout.dequantize(sums, vector.total_weight)
 
 
-def decrypt_vector(private_key: PrivateKey, vector: EncryptedVector) -> npt.NDArray[np.float64]:
-    """Decrypt to the weighted sum of the encrypted values (divide by ``total_weight`` to average)."""
+def _decrypt_all(ciphertexts: list[mpz], *, private_key: PrivateKey) -> list[mpz]:
+    return [private_key.raw_decrypt(c) for c in ciphertexts]
+
+
+def decrypt_vector(
+    private_key: PrivateKey, vector: EncryptedVector, *, workers: int = 1
+) -> npt.NDArray[np.float64]:
+    """Decrypt to the weighted sum of the encrypted values (divide by ``total_weight`` to average).
+
+    ``workers > 1`` spreads the CRT decryptions over that many processes.
+    """
     if vector.public_key.fingerprint != private_key.public_key.fingerprint:
         raise KeyMismatchError("the vector was encrypted under a different public key")
-    return decode_plaintexts(vector, [private_key.raw_decrypt(c) for c in vector.ciphertexts])
+    decrypt = partial(_decrypt_all, private_key=private_key)
+    return decode_plaintexts(vector, map_chunks(decrypt, vector.ciphertexts, workers=workers))

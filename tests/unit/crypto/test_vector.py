@@ -136,3 +136,14 @@ def test_a_model_update_round_trips_at_production_key_size() -> None:
     assert len(total.ciphertexts) == -(-5_000 // 63)
     expected = sum(w * u for w, u in zip(weights, updates))
     assert np.all(np.abs(result - expected) <= layout.error_bound(sum(weights)))
+
+
+def test_multi_process_decryption_equals_single_process(keypair: Keys) -> None:
+    public_key, private_key = keypair
+    layout = Layout(clip=1.0, max_summands=2)
+    encrypted = encrypt_vector(public_key, np.linspace(-1, 1, 97), layout)
+
+    single = decrypt_vector(private_key, encrypted)
+    multi = decrypt_vector(private_key, encrypted, workers=2)
+
+    assert np.array_equal(single, multi)
