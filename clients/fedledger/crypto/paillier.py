@@ -92,10 +92,12 @@ class PublicKey:
         # (1 + n)^m = 1 + m*n (mod n^2): no exponentiation for the message part.
         return (1 + m * self.n) * r_n % self.nsquare
 
-    def check_ciphertext(self, ciphertext: mpz) -> None:
-        """Raise CryptoError unless ``ciphertext`` is a unit of ``Z_{n^2}``."""
-        if not 0 < ciphertext < self.nsquare or gmpy2.gcd(ciphertext, self.n) != 1:
-            raise CryptoError("ciphertext is not an invertible element modulo n^2")
+    def is_unit(self, x: mpz) -> bool:
+        """Whether ``x`` is an invertible element of ``Z_{n^2}``, as every ciphertext must be.
+
+        A non-unit would also reveal a factor of ``n``, so parsers reject it.
+        """
+        return bool(0 < x < self.nsquare and gmpy2.gcd(x, self.n) == 1)
 
 
 @dataclass(frozen=True, repr=False)
@@ -205,7 +207,7 @@ class RandomnessPool:
             return
         for future in self.fill_in_background(count, workers=workers):
             self._values.extend(future.result())
-        self._pending.clear()
+            self._pending.remove(future)
 
     def fill_in_background(self, count: int, *, workers: int | None = None) -> list[Future[list[mpz]]]:
         """Start computing ``count`` values on worker processes; ``take`` collects them."""
@@ -235,3 +237,10 @@ class RandomnessPool:
         if self._executor is not None:
             self._executor.shutdown(cancel_futures=True)
             self._executor = None
+        self._pending.clear()
+
+    def __enter__(self) -> RandomnessPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

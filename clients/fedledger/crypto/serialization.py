@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 
-import gmpy2
 from gmpy2 import mpz
 
 from fedledger.crypto.packing import Layout
@@ -84,11 +83,10 @@ def load_vector(data: bytes, public_key: PublicKey, layout: Layout | None = None
             f"body is {len(data) - _HEADER.size} bytes, expected {count} x {width} = {count * width}"
         )
     body = memoryview(data)[_HEADER.size:]
-    nsquare, n = public_key.nsquare, public_key.n
     ciphertexts = []
     for i in range(count):
         c = mpz(int.from_bytes(body[i * width:(i + 1) * width], "big"))
-        if not 0 < c < nsquare or gmpy2.gcd(c, n) != 1:
+        if not public_key.is_unit(c):
             raise MalformedCiphertextError(f"ciphertext {i} is not an invertible element modulo n^2")
         ciphertexts.append(c)
     return EncryptedVector(public_key, found, length, tuple(ciphertexts), summands, total_weight)

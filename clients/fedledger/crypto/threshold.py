@@ -169,6 +169,11 @@ def _batch(tpk: ThresholdPublicKey, index: int, ciphertexts: Sequence[mpz], valu
     return c4, d2
 
 
+def _nonce_bits(tpk: ThresholdPublicKey) -> int:
+    """Size of the proof's nonce: it must hide ``e * Delta * s_i`` (with ``s_i < n^2``) statistically."""
+    return int(tpk.public_key.nsquare.bit_length()) + tpk.delta.bit_length() + _CHALLENGE_BITS + _HIDING_BITS
+
+
 def _challenge(tpk: ThresholdPublicKey, index: int, c4: mpz, d2: mpz, a: mpz, b: mpz) -> mpz:
     h = hashlib.sha256(b"fedledger/threshold-proof/v1")
     _absorb(h, tpk.fingerprint, index, c4, d2, tpk.v, tpk.verification_keys[index - 1], a, b)
@@ -188,8 +193,7 @@ def partial_decrypt(share: KeyShare, vector: EncryptedVector, *, workers: int = 
     cts = list(vector.ciphertexts)
     values = tuple(map_chunks(partial(_powmod_all, exponent=exponent, modulus=nsquare), cts, workers=workers))
     c4, d2 = _batch(tpk, share.index, cts, values)
-    r_bits = int(nsquare.bit_length()) + tpk.delta.bit_length() + _CHALLENGE_BITS + _HIDING_BITS
-    r = random_bits(r_bits)
+    r = random_bits(_nonce_bits(tpk))
     a, b = gmpy2.powmod(c4, r, nsquare), gmpy2.powmod(tpk.v, r, nsquare)
     e = _challenge(tpk, share.index, c4, d2, a, b)
     z = r + e * tpk.delta * share.secret
@@ -203,11 +207,13 @@ def verify_partial(tpk: ThresholdPublicKey, vector: EncryptedVector, partial: Pa
         raise DecryptionShareError(i, f"no committee member has index {i} (1..{tpk.parties})")
     if len(partial.values) != len(vector.ciphertexts):
         raise DecryptionShareError(i, f"{len(partial.values)} partials for {len(vector.ciphertexts)} ciphertexts")
-    nsquare, n = tpk.public_key.nsquare, tpk.public_key.n
+    nsquare = tpk.public_key.nsquare
     for j, x in enumerate(partial.values):
-        if not 0 < x < nsquare or gmpy2.gcd(x, n) != 1:
+        if not tpk.public_key.is_unit(x):
             raise DecryptionShareError(i, f"partial {j} is not an invertible element modulo n^2")
-    if not 0 <= partial.challenge < (1 << _CHALLENGE_BITS) or partial.response < 0:
+    # An honest response is below 2^(r_bits + 1); bounding it also stops a forged proof from
+    # making the verifier compute an arbitrarily long exponentiation.
+    if not 0 <= partial.challenge < (1 << _CHALLENGE_BITS) or not 0 <= partial.response < (1 << (_nonce_bits(tpk) + 1)):
         raise DecryptionShareError(i, "proof values are out of range")
     c4, d2 = _batch(tpk, i, vector.ciphertexts, partial.values)
     e, z = partial.challenge, partial.response

@@ -14,7 +14,7 @@ from gmpy2 import mpz
 from fedledger.crypto._numbers import map_chunks
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.paillier import PrivateKey, PublicKey, RandomnessPool
-from fedledger.errors import CapacityError, KeyMismatchError
+from fedledger.errors import CapacityError, KeyMismatchError, MalformedCiphertextError
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class EncryptedVector:
     def __post_init__(self) -> None:
         slots = self.layout.slots(self.public_key.key_bits)
         if len(self.ciphertexts) != -(-self.length // slots):
-            raise KeyMismatchError(
+            raise MalformedCiphertextError(
                 f"{len(self.ciphertexts)} ciphertexts cannot hold {self.length} values "
                 f"at {slots} per ciphertext"
             )
@@ -99,7 +99,7 @@ def aggregate(vectors: Sequence[EncryptedVector], weights: Sequence[int] | None 
             raise KeyMismatchError(f"vector {k} has a different layout or length than vector 0")
     layout = first.layout
     for k, w in enumerate(weights):
-        if not isinstance(w, int | np.integer) or not 1 <= w <= layout.max_weight:
+        if isinstance(w, bool) or not isinstance(w, int | np.integer) or not 1 <= w <= layout.max_weight:
             raise CapacityError(f"weight {w!r} of vector {k} is outside [1, {layout.max_weight}]")
     summands = sum(v.summands for v in vectors)
     total = sum(int(w) * v.total_weight for w, v in zip(weights, vectors))

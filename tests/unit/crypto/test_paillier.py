@@ -133,3 +133,16 @@ def test_take_from_an_empty_pool_computes_what_is_missing(keypair: tuple[PublicK
 
     assert len(masks) == 3 and all(gmpy2.gcd(r, public_key.n) == 1 for r in masks)
     assert all(private_key.raw_decrypt(r_n) == 0 for r_n in masks)
+
+
+def test_a_foreground_fill_keeps_earlier_background_work(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    public_key, private_key = keypair
+    with RandomnessPool(public_key) as pool:
+        background = pool.fill_in_background(3, workers=2)
+        pool.fill(4, workers=2)
+
+        # The earlier background futures are still there for take() to collect.
+        assert all(f in pool._pending for f in background)
+        masks = pool.take(7)
+
+    assert len(set(masks)) == 7 and all(private_key.raw_decrypt(r_n) == 0 for r_n in masks)

@@ -86,6 +86,8 @@ def test_a_corrupted_partial_is_detected_and_its_holder_named(threshold_3_of_5: 
         (lambda p, k: dataclasses.replace(p, response=p.response + 1), "does not verify"),
         (lambda p, k: dataclasses.replace(p, challenge=p.challenge ^ 1), "does not verify"),
         (lambda p, k: dataclasses.replace(p, challenge=mpz(2) ** 300), "out of range"),
+        (lambda p, k: dataclasses.replace(p, response=mpz(2) ** 100_000), "out of range"),
+        (lambda p, k: dataclasses.replace(p, response=-p.response), "out of range"),
         (lambda p, k: dataclasses.replace(p, values=p.values[:-1]), "partials for"),
         (lambda p, k: dataclasses.replace(p, values=(mpz(0),) + p.values[1:]), "not an invertible"),
         (lambda p, k: dataclasses.replace(p, index=9), "no committee member has index 9"),

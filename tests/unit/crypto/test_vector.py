@@ -84,6 +84,8 @@ def test_a_weight_past_the_declared_maximum_is_refused(keypair: Keys) -> None:
         aggregate(updates, [10, 11])
     with pytest.raises(CapacityError, match="outside"):
         aggregate(updates, [0, 1])
+    with pytest.raises(CapacityError, match="outside"):
+        aggregate(updates, [True, 1])
 
 
 def test_reweighting_an_aggregate_past_the_capacity_is_refused(keypair: Keys) -> None:
