@@ -240,8 +240,11 @@ def main() -> int:
             ours[f"threshold_{t}_of_{n}_wall_s"] <= 8 * ours["decrypt_s"]
         )
     print()
-    for goal, met in goals.items():
-        print(f"goal {'met    ' if met else 'MISSED '} {goal}")
+    if args.quick:
+        print("goals not judged: they are set for 2048-bit keys and 100,000 parameters (run without --quick)")
+    else:
+        for goal, met in goals.items():
+            print(f"goal {'met    ' if met else 'MISSED '} {goal}")
 
     report = {
         "command": " ".join(["python", "benchmarks/he_bench.py", *sys.argv[1:]]),
@@ -249,13 +252,13 @@ def main() -> int:
                     "platform": platform.platform()},
         "params": args.params, "clients": args.clients, "key_bits": args.key_bits,
         "naive_phe": naive, "packed": ours, "ckks": ckks,
-        "goals": goals,
+        "goals": None if args.quick else goals,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {args.json}", file=sys.stderr)
-    return 1 if args.check and not all(goals.values()) else 0
+    return 1 if args.check and not args.quick and not all(goals.values()) else 0
 
 
 if __name__ == "__main__":
