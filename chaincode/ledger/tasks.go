@@ -1,0 +1,239 @@
+package ledger
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
+)
+
+// Genesis is what a publisher fixes when it creates a task (the genesis block of
+// 003_9658668e214f0ee6.txt, step 1). Decimal parameters are fixed-point strings.
+type Genesis struct {
+	TaskID              string    `json:"task_id"`
+	Model               ModelSpec `json:"model"`
+	Rounds              int       `json:"rounds"`
+	Privacy             DPSpec    `json:"dp"`
+	Encryption          HESpec    `json:"he"`
+	Committee           []string  `json:"committee"`
+	Quorum              int       `json:"quorum"`
+	Aggregator          string    `json:"aggregator"`
+	Participants        []string  `json:"participants"`
+	MinParticipants     int       `json:"min_participants"`
+	Seed0               string    `json:"seed0"`
+	InitialTokens       int64     `json:"initial_tokens"`
+	RewardPerRound      int64     `json:"reward_per_round"`
+	Penalty             int64     `json:"penalty"`
+	ReputationThreshold int64     `json:"reputation_threshold"`
+}
+
+// ModelSpec names the model and pins its initial weights.
+type ModelSpec struct {
+	Description          string `json:"description"`
+	InitialWeightsSHA256 string `json:"initial_weights_sha256"`
+}
+
+// DPSpec holds the differential-privacy parameters; epsilon_budget bounds the whole task.
+type DPSpec struct {
+	EpsilonBudget   string `json:"epsilon_budget"`
+	Delta           string `json:"delta"`
+	ClipNorm        string `json:"clip_norm"`
+	NoiseMultiplier string `json:"noise_multiplier"`
+	NoiseMode       string `json:"noise_mode"`
+}
+
+// HESpec holds the Paillier public modulus and how its secret is kept.
+type HESpec struct {
+	PaillierN     string `json:"paillier_n"`
+	KeyCustody    string `json:"key_custody"`
+	Threshold     int    `json:"threshold"`
+	CommitteeSize int    `json:"committee_size"`
+}
+
+// Task is a training task: its genesis and where it stands.
+type Task struct {
+	Genesis
+	Publisher          string `json:"publisher"`
+	Status             string `json:"status"`
+	CurrentRound       int    `json:"current_round"`
+	EpsilonSpentMicro  int64  `json:"epsilon_spent_micro"`
+	EpsilonBudgetMicro int64  `json:"epsilon_budget_micro"`
+	CreatedAt          int64  `json:"created_at"`
+}
+
+// Task statuses.
+const (
+	TaskActive   = "active"
+	TaskFinished = "finished"
+)
+
+func (g *Genesis) validate() (budget int64, err error) {
+	if err := checkName("task", g.TaskID); err != nil {
+		return 0, err
+	}
+	if g.Model.Description == "" || len(g.Model.Description) > 1024 {
+		return 0, fmt.Errorf("model.description must be 1-1024 characters")
+	}
+	if err := checkSHA256("model.initial_weights_sha256", g.Model.InitialWeightsSHA256); err != nil {
+		return 0, err
+	}
+	if g.Rounds < 1 || g.Rounds > 100_000 {
+		return 0, fmt.Errorf("rounds must be between 1 and 100000, got %d", g.Rounds)
+	}
+	if budget, err = parseMicro("dp.epsilon_budget", g.Privacy.EpsilonBudget); err != nil {
+		return 0, err
+	}
+	if budget == 0 {
+		return 0, fmt.Errorf("dp.epsilon_budget must be positive")
+	}
+	// Ordered pairs, not a map: every peer must report the same first error.
+	for _, f := range [][2]string{
+		{"dp.delta", g.Privacy.Delta}, {"dp.clip_norm", g.Privacy.ClipNorm}, {"dp.noise_multiplier", g.Privacy.NoiseMultiplier},
+	} {
+		if _, err := parseMicro(f[0], f[1]); err != nil {
+			return 0, err
+		}
+	}
+	if g.Privacy.NoiseMode != "central" && g.Privacy.NoiseMode != "distributed" {
+		return 0, fmt.Errorf("dp.noise_mode must be central or distributed, got %q", g.Privacy.NoiseMode)
+	}
+	if !hexPattern.MatchString(g.Encryption.PaillierN) || len(g.Encryption.PaillierN) < 256 {
+		return 0, fmt.Errorf("he.paillier_n must be the Paillier modulus in lower-case hex, at least 1024 bits")
+	}
+	switch g.Encryption.KeyCustody {
+	case "threshold", "escrow":
+	default:
+		return 0, fmt.Errorf("he.key_custody must be threshold or escrow, got %q", g.Encryption.KeyCustody)
+	}
+	n := len(g.Committee)
+	if g.Encryption.CommitteeSize != n || g.Encryption.Threshold < 1 || g.Encryption.Threshold > n {
+		return 0, fmt.Errorf("he.threshold %d of he.committee_size %d does not fit a committee of %d",
+			g.Encryption.Threshold, g.Encryption.CommitteeSize, n)
+	}
+	if g.Quorum < 1 || g.Quorum > n {
+		return 0, fmt.Errorf("quorum must be between 1 and the committee size %d, got %d", n, g.Quorum)
+	}
+	if len(g.Participants) == 0 || g.MinParticipants < 1 || g.MinParticipants > len(g.Participants) {
+		return 0, fmt.Errorf("min_participants %d must be between 1 and the %d participants", g.MinParticipants, len(g.Participants))
+	}
+	for _, list := range []struct {
+		what  string
+		names []string
+	}{{"committee", g.Committee}, {"participants", g.Participants}} {
+		sorted := slices.Clone(list.names)
+		slices.Sort(sorted)
+		if len(slices.Compact(sorted)) != len(list.names) {
+			return 0, fmt.Errorf("%s lists a company twice", list.what)
+		}
+	}
+	if !hexPattern.MatchString(g.Seed0) || len(g.Seed0) < 32 {
+		return 0, fmt.Errorf("seed0 must be at least 16 bytes in lower-case hex")
+	}
+	if g.InitialTokens < 0 || g.RewardPerRound < 0 || g.Penalty < 0 || g.ReputationThreshold < 0 {
+		return 0, fmt.Errorf("initial_tokens, reward_per_round, penalty and reputation_threshold must not be negative")
+	}
+	return budget, nil
+}
+
+// CreateTask records a task from its genesis JSON; only a company holding the publisher role
+// may. Every committee member, participant and the aggregator must be registered, active
+// companies holding the role their place needs. Participants receive initial_tokens.
+func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genesisJSON string) error {
+	publisher, err := actingCompany(ctx, RolePublisher)
+	if err != nil {
+		return err
+	}
+	if publisher.Status != StatusActive {
+		return fmt.Errorf("company %s is %s and may not publish tasks", publisher.Name, publisher.Status)
+	}
+	var g Genesis
+	if err := decodeStrict(genesisJSON, &g, "the task genesis"); err != nil {
+		return err
+	}
+	budget, err := g.validate()
+	if err != nil {
+		return err
+	}
+	taskKey, err := key(ctx, kindTask, g.TaskID)
+	if err != nil {
+		return err
+	}
+	if found, err := exists(ctx, taskKey); err != nil {
+		return err
+	} else if found {
+		return fmt.Errorf("task %s already exists", g.TaskID)
+	}
+	if err := requireMembers(ctx, g.Committee, RoleCommittee, "committee member"); err != nil {
+		return err
+	}
+	if err := requireMembers(ctx, []string{g.Aggregator}, RoleParticipant, "aggregator"); err != nil {
+		return err
+	}
+	participants, err := loadMembers(ctx, g.Participants, RoleParticipant, "participant")
+	if err != nil {
+		return err
+	}
+	now, err := txSeconds(ctx)
+	if err != nil {
+		return err
+	}
+	task := &Task{
+		Genesis: g, Publisher: publisher.Name, Status: TaskActive,
+		EpsilonBudgetMicro: budget, CreatedAt: now,
+	}
+	if err := putJSON(ctx, taskKey, task); err != nil {
+		return err
+	}
+	for _, p := range participants {
+		p.Tokens += g.InitialTokens
+		if err := saveCompany(ctx, p); err != nil {
+			return err
+		}
+	}
+	return emit(ctx, "TaskCreated", task)
+}
+
+func loadMembers(ctx contractapi.TransactionContextInterface, names []string, role, place string) ([]*Company, error) {
+	out := make([]*Company, 0, len(names))
+	for _, name := range names {
+		company, err := loadCompany(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", place, name, err)
+		}
+		if company.Status != StatusActive {
+			return nil, fmt.Errorf("%s %s is %s", place, name, company.Status)
+		}
+		if !company.hasRole(role) {
+			return nil, fmt.Errorf("%s %s does not hold the %s role", place, name, role)
+		}
+		out = append(out, company)
+	}
+	return out, nil
+}
+
+func requireMembers(ctx contractapi.TransactionContextInterface, names []string, role, place string) error {
+	_, err := loadMembers(ctx, names, role, place)
+	return err
+}
+
+func loadTask(ctx contractapi.TransactionContextInterface, taskID string) (*Task, error) {
+	return load[Task](ctx, fmt.Sprintf("task %s does not exist", taskID), kindTask, taskID)
+}
+
+func saveTask(ctx contractapi.TransactionContextInterface, task *Task) error {
+	k, err := key(ctx, kindTask, task.TaskID)
+	if err != nil {
+		return err
+	}
+	return putJSON(ctx, k, task)
+}
+
+// GetTask returns a task's genesis and state as JSON.
+func (c *Contract) GetTask(ctx contractapi.TransactionContextInterface, taskID string) (string, error) {
+	task, err := loadTask(ctx, taskID)
+	if err != nil {
+		return "", err
+	}
+	raw, err := canonical(task)
+	return string(raw), err
+}
