@@ -509,3 +509,53 @@ func FuzzParseMicro(f *testing.F) {
 		}
 	})
 }
+
+func TestRemainingRejectionsAndReads(t *testing.T) {
+	c := newConsortium(t)
+	c.refused(t, "task nope does not exist", c.publisher, "GetTask", "nope")
+	c.refused(t, "company nobody is not registered", c.publisher, "GetCompany", "nobody")
+	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.Participants = []string{"acme", "bolt"} }))
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+
+	c.refused(t, "company cargo is not a participant of task mnist-1", c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
+	c.refused(t, "artifact hash must be 64 lower-case hex", c.bolt, "SubmitUpdate", "mnist-1", "1", "ABC", "10", "5", "5")
+	c.refused(t, "samples must be positive", c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "0", "5")
+	c.refused(t, "round 2 of task mnist-1 has not been opened", c.publisher, "ListUpdates", "mnist-1", "2")
+	c.ok(t, c.acme, "SubmitUpdate", "mnist-1", "1", hash("a"), "10", "5", "5")
+	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
+	c.refused(t, "lists a company twice", c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","bolt"]`, hash("a"))
+	c.refused(t, "aggregate hash must be", c.acme, "RecordAggregate", "mnist-1", "1", `["acme","bolt"]`, "zz")
+
+	c.refused(t, "does not hold the publisher role", c.acme, "FailRound", "mnist-1", "1", "stalled")
+	c.ok(t, c.stranger, "RegisterCompany", "rival", "publisher", "")
+	c.refused(t, "only the task's publisher pub may fail its rounds", c.stranger, "FailRound", "mnist-1", "1", "stalled")
+	c.refused(t, "needs a reason", c.publisher, "FailRound", "mnist-1", "1", "")
+	c.ok(t, c.publisher, "FailRound", "mnist-1", "1", "stalled")
+	c.refused(t, "round 1 of task mnist-1 is failed and cannot be failed", c.publisher, "FailRound", "mnist-1", "1", "again")
+	c.refused(t, "is failed: an aggregate is recorded only while it collects", c.acme, "RecordAggregate", "mnist-1", "1", `["acme","bolt"]`, hash("a"))
+
+	var task, round, update, company []Change
+	c.get(t, &task, "GetTaskHistory", "mnist-1")
+	c.get(t, &round, "GetRoundHistory", "mnist-1", "1")
+	c.get(t, &update, "GetUpdateHistory", "mnist-1", "1", "bolt")
+	c.get(t, &company, "GetCompanyHistory", "bolt")
+	// bolt's record changed twice: registered, then credited its initial tokens by CreateTask.
+	if len(task) != 2 || len(round) != 4 || len(update) != 1 || len(company) != 2 {
+		t.Fatalf("history lengths: task %d, round %d, update %d, company %d", len(task), len(round), len(update), len(company))
+	}
+	var first Task
+	if err := json.Unmarshal(task[0].Value, &first); err != nil || first.CurrentRound != 0 || task[1].Timestamp <= task[0].Timestamp {
+		t.Fatalf("task history out of order: %+v", task)
+	}
+	var credited Company
+	if err := json.Unmarshal(company[1].Value, &credited); err != nil || credited.Tokens != 50 {
+		t.Fatalf("second company change = %s", company[1].Value)
+	}
+	var failed Round
+	if err := json.Unmarshal(round[3].Value, &failed); err != nil || failed.Status != RoundFailed || failed.FailureReason != "stalled" {
+		t.Fatalf("last round change = %s", round[3].Value)
+	}
+	if ev := c.ledger.Events(); ev[len(ev)-1].Name != "RoundFailed" {
+		t.Fatalf("last event %q", ev[len(ev)-1].Name)
+	}
+}
