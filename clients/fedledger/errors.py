@@ -11,6 +11,10 @@
         ├── DecryptionShareError       a partial decryption whose proof fails (names its holder)
         ├── KeyRecoveryError           escrowed key shares that cannot rebuild the key
         └── VrfError                   a VRF key or proof that does not verify
+    └── FabricError                    anything on the Fabric side
+        ├── CAError                    the Fabric CA refused a request (carries its codes)
+        │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
+        └── WalletError                a wallet entry is missing, duplicated or damaged
 """
 
 from __future__ import annotations
@@ -55,3 +59,31 @@ class KeyRecoveryError(CryptoError):
 
 class VrfError(CryptoError):
     """A VRF public key or proof is malformed or does not verify."""
+
+
+class FabricError(FedLedgerError):
+    """Something on the Fabric side (CA, wallet, gateway) failed."""
+
+
+class CAError(FabricError):
+    """The Fabric CA refused a request; ``codes`` are the CA's own error codes."""
+
+    def __init__(self, operation: str, messages: list[str], codes: list[int] | None = None) -> None:
+        detail = "; ".join(messages) if messages else "no reason given"
+        super().__init__(f"Fabric CA refused {operation}: {detail}")
+        self.operation = operation
+        self.messages = messages
+        self.codes = codes or []
+
+
+class CAUnreachableError(CAError):
+    """The Fabric CA could not be reached, or its TLS certificate did not verify."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        FabricError.__init__(self, f"cannot reach the Fabric CA at {url}: {reason}")
+        self.operation, self.messages, self.codes = "connect", [reason], []
+        self.url = url
+
+
+class WalletError(FabricError):
+    """A wallet entry is missing, already present, or damaged on disk."""
