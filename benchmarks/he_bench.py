@@ -6,7 +6,7 @@ threshold t-of-n), and ciphertext bytes per update. Naive python-paillier (one c
 value) is timed on a ``--naive-slice`` slice and scaled linearly, as the table says. TenSEAL CKKS
 (what NVIDIA FLARE uses) is the reference for time and bytes. Prints a table, writes JSON.
 
-    python benchmarks/he_bench.py                 # the README's figures (about 5 minutes)
+    python benchmarks/he_bench.py                 # the README's figures (about 4 minutes)
     python benchmarks/he_bench.py --quick         # a small smoke run
 """
 
