@@ -95,6 +95,16 @@ func taskAndRound(ctx contractapi.TransactionContextInterface, taskID string, n 
 	return task, round, err
 }
 
+// actInRound identifies the acting company (holding role, if any) and loads the task and round.
+func actInRound(ctx contractapi.TransactionContextInterface, role, taskID string, n int) (*Company, *Task, *Round, error) {
+	company, err := actingCompany(ctx, role)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	task, round, err := taskAndRound(ctx, taskID, n)
+	return company, task, round, err
+}
+
 // companyBook collects the changes one transaction makes to companies. Fabric reads never see
 // the transaction's own writes, so a company touched twice must be changed in memory and
 // written once.
@@ -219,11 +229,7 @@ func (c *Contract) OpenRound(ctx contractapi.TransactionContextInterface, taskID
 // from the task's active participants, only while the round collects.
 func (c *Contract) SubmitUpdate(ctx contractapi.TransactionContextInterface, taskID string, n int,
 	artifactSHA256 string, sizeBytes int, samples int, computeMillis int) error {
-	company, err := actingCompany(ctx, RoleParticipant)
-	if err != nil {
-		return err
-	}
-	task, round, err := taskAndRound(ctx, taskID, n)
+	company, task, round, err := actInRound(ctx, RoleParticipant, taskID, n)
 	if err != nil {
 		return err
 	}
@@ -274,11 +280,7 @@ func (c *Contract) SubmitUpdate(ctx contractapi.TransactionContextInterface, tas
 // update in the round, at least min_participants of them.
 func (c *Contract) RecordAggregate(ctx contractapi.TransactionContextInterface, taskID string, n int,
 	includedJSON string, aggregateSHA256 string) error {
-	company, err := actingCompany(ctx, RoleParticipant)
-	if err != nil {
-		return err
-	}
-	task, round, err := taskAndRound(ctx, taskID, n)
+	company, task, round, err := actInRound(ctx, RoleParticipant, taskID, n)
 	if err != nil {
 		return err
 	}
@@ -329,11 +331,7 @@ func (c *Contract) RecordAggregate(ctx contractapi.TransactionContextInterface, 
 // it is invalid). When the quorum of valid votes is reached the round is verified; when the
 // quorum can no longer be reached it fails, and its leader is penalized.
 func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID string, n int, valid bool, reason string) error {
-	member, err := actingCompany(ctx, RoleCommittee)
-	if err != nil {
-		return err
-	}
-	task, round, err := taskAndRound(ctx, taskID, n)
+	member, task, round, err := actInRound(ctx, RoleCommittee, taskID, n)
 	if err != nil {
 		return err
 	}
@@ -398,11 +396,7 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID stri
 // proportion to samples x compute time (formulas 7 and 11 of 002_d2037c4d31fbcea0.txt), and
 // penalizes updates the aggregate left out and committee members who did not vote.
 func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskID string, n int, modelSHA256 string) error {
-	closer, err := actingCompany(ctx, "")
-	if err != nil {
-		return err
-	}
-	task, round, err := taskAndRound(ctx, taskID, n)
+	closer, task, round, err := actInRound(ctx, "", taskID, n)
 	if err != nil {
 		return err
 	}
@@ -498,11 +492,7 @@ func (c *Contract) reward(book *companyBook, task *Task, round *Round, updates [
 // FailRound ends a round that cannot complete (too few updates, a stalled committee); only the
 // task's publisher may, with a reason.
 func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID string, n int, reason string) error {
-	publisher, err := actingCompany(ctx, RolePublisher)
-	if err != nil {
-		return err
-	}
-	task, round, err := taskAndRound(ctx, taskID, n)
+	publisher, task, round, err := actInRound(ctx, RolePublisher, taskID, n)
 	if err != nil {
 		return err
 	}
