@@ -11,6 +11,7 @@
         ├── DecryptionShareError       a partial decryption whose proof fails (names its holder)
         ├── KeyRecoveryError           escrowed key shares that cannot rebuild the key
         └── VrfError                   a VRF key or proof that does not verify
+    ├── PrivacyError                   an invalid privacy parameter
     └── FabricError                    anything on the Fabric side
         ├── CAError                    the Fabric CA refused a request (carries its codes)
         │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
@@ -59,6 +60,10 @@ class KeyRecoveryError(CryptoError):
 
 class VrfError(CryptoError):
     """A VRF public key or proof is malformed or does not verify."""
+
+
+class PrivacyError(FedLedgerError):
+    """A privacy parameter (clip norm, noise, epsilon, delta) is invalid."""
 
 
 class FabricError(FedLedgerError):
