@@ -12,6 +12,7 @@
         ├── KeyRecoveryError           escrowed key shares that cannot rebuild the key
         └── VrfError                   a VRF key or proof that does not verify
     ├── PrivacyError                   an invalid privacy parameter
+    ├── ArtifactError                  an artifact is missing, malformed or fails its hash
     └── FabricError                    anything on the Fabric side
         ├── CAError                    the Fabric CA refused a request (carries its codes)
         │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
@@ -64,6 +65,10 @@ class VrfError(CryptoError):
 
 class PrivacyError(FedLedgerError):
     """A privacy parameter (clip norm, noise, epsilon, delta) is invalid."""
+
+
+class ArtifactError(FedLedgerError):
+    """An artifact is missing, its digest is malformed, or its bytes do not match their hash."""
 
 
 class FabricError(FedLedgerError):
