@@ -38,11 +38,7 @@ func loadCompany(ctx contractapi.TransactionContextInterface, name string) (*Com
 }
 
 func saveCompany(ctx contractapi.TransactionContextInterface, company *Company) error {
-	k, err := key(ctx, kindCompany, company.Name)
-	if err != nil {
-		return err
-	}
-	return putJSON(ctx, k, company)
+	return store(ctx, company, kindCompany, company.Name)
 }
 
 // companyOfCaller returns the company registered for the caller's certificate, or nil.

@@ -230,6 +230,15 @@ func exists(ctx contractapi.TransactionContextInterface, k string) (bool, error)
 	return raw != nil, nil
 }
 
+// store writes a record at a composite key: the counterpart of load.
+func store(ctx contractapi.TransactionContextInterface, v any, kind string, parts ...string) error {
+	k, err := key(ctx, kind, parts...)
+	if err != nil {
+		return err
+	}
+	return putJSON(ctx, k, v)
+}
+
 func putJSON(ctx contractapi.TransactionContextInterface, k string, v any) error {
 	raw, err := canonical(v)
 	if err != nil {

@@ -78,11 +78,7 @@ func loadRound(ctx contractapi.TransactionContextInterface, taskID string, n int
 }
 
 func saveRound(ctx contractapi.TransactionContextInterface, round *Round) error {
-	k, err := roundKey(ctx, round.TaskID, round.Number)
-	if err != nil {
-		return err
-	}
-	return putJSON(ctx, k, round)
+	return store(ctx, round, kindRound, round.TaskID, roundKeyPart(round.Number))
 }
 
 // taskAndRound loads a task and one of its rounds.
@@ -418,7 +414,7 @@ func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskI
 		return err
 	}
 	book := newCompanyBook(ctx)
-	rewards, err := c.reward(book, task, round, updates)
+	rewards, err := reward(book, task, round, updates)
 	if err != nil {
 		return err
 	}
@@ -462,7 +458,7 @@ func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskI
 // reward shares the task's per-round reward among the included updates in proportion to their
 // contribution C_i = samples x compute time (Stake_i = C_i / sum C_j, formula 11), in integer
 // arithmetic; the remainder of the division is not paid out.
-func (c *Contract) reward(book *companyBook, task *Task, round *Round, updates []Update) (map[string]int64, error) {
+func reward(book *companyBook, task *Task, round *Round, updates []Update) (map[string]int64, error) {
 	// big.Int: reward x samples x compute time can pass 2^63.
 	contribution := map[string]*big.Int{}
 	total := new(big.Int)

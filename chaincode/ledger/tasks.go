@@ -221,11 +221,7 @@ func loadTask(ctx contractapi.TransactionContextInterface, taskID string) (*Task
 }
 
 func saveTask(ctx contractapi.TransactionContextInterface, task *Task) error {
-	k, err := key(ctx, kindTask, task.TaskID)
-	if err != nil {
-		return err
-	}
-	return putJSON(ctx, k, task)
+	return store(ctx, task, kindTask, task.TaskID)
 }
 
 // GetTask returns a task's genesis and state as JSON.

@@ -70,9 +70,7 @@ def encrypt_vector(
     plaintexts = layout.pack(quantized, public_key.key_bits)
     pool = pool or RandomnessPool(public_key)
     masks = pool.take(len(plaintexts))
-    n, nsquare = public_key.n, public_key.nsquare
-    # Inline form of PublicKey.raw_encrypt: packed plaintexts are below n by construction.
-    ciphertexts = tuple((1 + m * n) * r_n % nsquare for m, r_n in zip(plaintexts, masks))
+    ciphertexts = tuple(public_key.raw_encrypt(m, r_n=r_n) for m, r_n in zip(plaintexts, masks))
     return EncryptedVector(public_key, layout, len(quantized), ciphertexts)
 
 
