@@ -5,17 +5,23 @@
 #
 #   scripts/install-fabric.sh            both components
 #   scripts/install-fabric.sh ca         fabric-ca-server and fabric-ca-client (v1.5.21)
-#   scripts/install-fabric.sh fabric     peer, orderer, configtxgen, osnadmin (v3.1.5)
+#   scripts/install-fabric.sh fabric     peer, orderer, configtxgen, osnadmin (v2.5.0), and the
+#                                        default core.yaml and orderer.yaml they ship with
 #
 # Both are built from a small "tools" module that requires the pinned version: `go install
 # pkg@version` would also ask the proxy for the module's version list (to warn of deprecation),
 # which this proxy refuses.
 set -euo pipefail
 
-# Fabric v3.1.5 is commit 86c1172bec37e6590c6b1ae6f847833df48d65fc. Its tags have no /v3 module
-# path, so Go knows it only by this pseudo-version.
-FABRIC_VERSION=3.1.5
-FABRIC_MODULE_VERSION=v1.4.0-rc1.0.20260618074816-86c1172bec37
+# The design pins Fabric v3.1.5 (commit 86c1172bec37e6590c6b1ae6f847833df48d65fc, pseudo-version
+# v1.4.0-rc1.0.20260618074816-86c1172bec37), but the Go module proxy here answers 403 for every
+# Fabric commit after April 2023. v2.5.0 (LTS; commit 695dd57e01c2) is the newest it serves, and it
+# has everything FedLedger uses: Raft, channel participation without a system channel, the Gateway
+# service and external builders. Fabric's v2+ tags have no /v2 module path, so Go knows a release only
+# by its pseudo-version. To move to v3.1.5, set these three lines to the values above.
+FABRIC_VERSION=2.5.0
+FABRIC_COMMIT=695dd57e01c2
+FABRIC_MODULE_VERSION=v1.4.0-rc1.0.20230405174026-695dd57e01c2
 FABRIC_CA_VERSION=1.5.21
 
 cache="${FEDLEDGER_CACHE:-$HOME/.cache/fedledger}"
@@ -54,6 +60,9 @@ install_fabric() {
     for t in "${tools[@]}"; do
         "$bin/$t" version 2>/dev/null | grep -q "Version: $FABRIC_VERSION" || missing=1
     done
+    for f in core.yaml orderer.yaml; do
+        [ -f "$cache/config/$f" ] || missing=1
+    done
     if [ "$missing" = 0 ]; then
         say "Fabric $FABRIC_VERSION already in $bin"
         return
@@ -64,16 +73,22 @@ install_fabric() {
         "${tools[@]/#/github.com/hyperledger/fabric/cmd/}" 2>"$cache/fabric-module.err"; then
         cat "$cache/fabric-module.err" >&2
         say "the Go module proxy did not serve github.com/hyperledger/fabric@$FABRIC_MODULE_VERSION."
-        say "On this project's machines it answers 403 'This module version is not available' for every"
-        say "Fabric v3 version; see README.md, 'Why the network is blocked'. Nothing was installed."
+        say "On this project's machines it answers 403 'This module version is not available' for"
+        say "Fabric after April 2023; see README.md, 'Fabric version'. Nothing was installed."
         exit 3
     fi
     for t in "${tools[@]}"; do
         (cd "$dir" && CGO_ENABLED=0 go build \
-            -ldflags "-X github.com/hyperledger/fabric/common/metadata.Version=$FABRIC_VERSION" \
+            -ldflags "-X github.com/hyperledger/fabric/common/metadata.Version=$FABRIC_VERSION -X github.com/hyperledger/fabric/common/metadata.CommitSHA=$FABRIC_COMMIT" \
             -o "$bin/$t" "github.com/hyperledger/fabric/cmd/$t")
     done
-    say "Fabric $FABRIC_VERSION installed in $bin"
+    # The release archives ship Fabric's default node configuration beside the binaries; the
+    # network bring-up starts from these files and sets every value it needs per node.
+    local src
+    src=$(cd "$dir" && go list -m -f '{{.Dir}}' github.com/hyperledger/fabric)
+    mkdir -p "$cache/config"
+    install -m 0644 "$src/sampleconfig/core.yaml" "$src/sampleconfig/orderer.yaml" "$cache/config/"
+    say "Fabric $FABRIC_VERSION installed in $bin (default configuration in $cache/config)"
 }
 
 components=("$@")

@@ -1,8 +1,9 @@
 """Real Fabric components for integration tests, started once per session on 127.0.0.1.
 
-Today that is a Fabric CA server with TLS (the peers and orderers are blocked: Fabric v3.1.5
-is not served by the Go module proxy here; see README). The binaries come from
-scripts/install-fabric.sh, which CI runs first.
+``fabric_ca`` is a lone Fabric CA server with TLS; ``consortium`` is the whole network that
+``fedledger network up`` brings up (CAs, three Raft orderers, one peer per company, the chaincode
+services), in a temporary home and on ports no other test uses. The binaries come from
+scripts/install-fabric.sh, which CI runs first; without them these fixtures fail, never skip.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
+
 import pytest
 
 from fedledger.errors import CAUnreachableError
 from fedledger.fabric.ca import CAClient
+from fedledger.fabric.gateway import Gateway, connect
+from fedledger.fabric.identity import Identity, Signer
+from fedledger.network import ConsortiumConfig, NativeNetwork
+from fedledger.network.processes import port_in_use
 
 
 def fabric_bin(name: str) -> Path | None:
@@ -87,3 +94,64 @@ def fabric_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
     process.terminate()
     process.wait(timeout=10)
     log.close()
+
+
+def free_base_port(companies: int, start: int = 27000) -> int:
+    """The first base port (stepping by 1000) whose whole port plan is free on 127.0.0.1."""
+    for base in range(start, 60000, 1000):
+        config = ConsortiumConfig.from_dict({"base-port": base, "company": [{"name": f"C{i}"} for i in range(companies)]})
+        if not any(port_in_use(p) for n in config.nodes() for p in n.ports().values()):
+            return base
+    raise RuntimeError("no free port range for a test network")
+
+
+@dataclass
+class Consortium:
+    """A running network and what clients need to use it."""
+
+    net: NativeNetwork
+    profile: dict[str, object]
+
+    @property
+    def channel(self) -> str:
+        return self.net.config.channel
+
+    @property
+    def chaincode(self) -> str:
+        return self.net.config.chaincode
+
+    def org(self, name: str) -> dict[str, object]:
+        orgs = self.profile["orgs"]
+        assert isinstance(orgs, dict)
+        entry = orgs[name]
+        assert isinstance(entry, dict)
+        return entry
+
+    def identity(self, org: str, user: str = "client") -> tuple[Identity, Signer]:
+        entry = self.org(org)
+        users = entry["users"]
+        assert isinstance(users, dict)
+        paths = users[user]
+        identity = Identity(str(entry["msp_id"]), Path(paths["cert"]).read_bytes())
+        return identity, Signer.from_pem(Path(paths["key"]).read_bytes())
+
+    def gateway(self, org: str, user: str = "client", *, via: str | None = None) -> Gateway:
+        """A Gateway connection as ``user`` of ``org``, to ``via``'s peer (default: the org's own)."""
+        identity, signer = self.identity(org, user)
+        peer = self.org(via or org)["peer"]
+        assert isinstance(peer, dict)
+        return connect(str(peer["address"]), identity=identity, signer=signer,
+                       tls_root_certificates=Path(peer["tls_ca"]).read_bytes())
+
+
+@pytest.fixture(scope="session")
+def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
+    """The demo consortium (network/consortium.toml), brought up once for the session."""
+    home = tmp_path_factory.mktemp("consortium")
+    config = ConsortiumConfig.load(base_port=free_base_port(3))
+    net = NativeNetwork(config, home)
+    net.up()
+    try:
+        yield Consortium(net, json.loads(net.layout.profile.read_text()))
+    finally:
+        net.down()

@@ -1,0 +1,1 @@
+"""The ``fedledger`` command line: ``fedledger <noun> <verb>``; only this package prints or exits."""

@@ -1,0 +1,122 @@
+"""``fedledger network up | status | down``: the consortium on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedledger.network import ConsortiumConfig, NativeNetwork, default_home
+from fedledger.network.config import DEFAULT_CONFIG
+
+EXIT_NODE_DOWN = 3
+
+
+def register(nouns: Any) -> None:
+    parser = nouns.add_parser("network", help="bring the consortium up, inspect it, tear it down")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", type=Path, default=None,
+                       help="where the network's state, ledgers, keys and logs live "
+                            "(default $FEDLEDGER_HOME or ~/.fedledger)")
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    up = verbs.add_parser("up", help="bring the consortium up (or resume a stopped one)")
+    common(up)
+    up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="consortium file (network/consortium.toml)")
+    up.add_argument("--base-port", type=int, default=None, help="first port of the consortium's port plan")
+    up.set_defaults(run=run_up)
+
+    status = verbs.add_parser("status", help="list every node and whether it answers")
+    common(status)
+    status.set_defaults(run=run_status)
+
+    down = verbs.add_parser("down", help="stop every node this network started")
+    common(down)
+    down.add_argument("--purge", action="store_true", help="also delete ledgers, keys and logs")
+    down.add_argument("--yes", action="store_true", help="do not ask before --purge deletes")
+    down.set_defaults(run=run_down)
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).resolve() if args.home else default_home()
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if (home / "network.json").exists():
+        net = NativeNetwork.open(home)
+    else:
+        net = NativeNetwork(ConsortiumConfig.load(args.config, base_port=args.base_port), home)
+    print(f"fedledger: network up in {home}", file=sys.stderr)
+    report = net.up(progress=_progress)
+    nodes = net.status()
+    if args.json:
+        print(json.dumps({"home": str(home), "already_up": report.already_up, "resumed": report.resumed,
+                          "seconds": round(report.seconds, 3), "restarted": report.restarted,
+                          "steps": [{"step": s, "seconds": round(t, 3)} for s, t in report.steps],
+                          "profile": str(net.layout.profile), "logs": str(net.layout.logs),
+                          "nodes": [n.to_json() for n in nodes]}, sort_keys=True))
+        return 0
+    if report.already_up:
+        print(f"the network in {home} is already up; nothing changed")
+        return 0
+    if report.resumed and len(report.restarted) < len(nodes):
+        print(f"restarted {len(report.restarted)} node(s) that were not running: {', '.join(report.restarted)}")
+    verb = "resumed" if report.resumed else "up"
+    print(f"network {verb} in {report.seconds:.1f} s: {len(nodes)} nodes, channel "
+          f"'{net.config.channel}', chaincode '{net.config.chaincode}'")
+    print(f"  state and ledgers: {home}")
+    print(f"  logs:              {net.layout.logs}")
+    print(f"  client profile:    {net.layout.profile}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    net = NativeNetwork.open(_home(args))
+    nodes = net.status()
+    healthy = all(n.running and n.answers for n in nodes)
+    if args.json:
+        print(json.dumps({"home": str(net.layout.home), "healthy": healthy, "nodes": [n.to_json() for n in nodes]},
+                         sort_keys=True))
+    else:
+        print(f"{'NODE':40} {'ROLE':9} {'ORG':13} {'ADDRESS':16} {'PID':>7}  STATE")
+        for n in nodes:
+            state = "answers" if n.answers else ("running, not answering" if n.running else "NOT RUNNING")
+            print(f"{n.name:40} {n.role:9} {n.org:13} {n.address:16} {n.pid or '-':>7}  {state}")
+    return 0 if healthy else EXIT_NODE_DOWN
+
+
+def run_down(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if args.purge and not args.yes:
+        if not sys.stdin.isatty():
+            print(f"fedledger: --purge deletes {home} (ledgers, keys, logs); add --yes to confirm", file=sys.stderr)
+            return 2
+        answer = input(f"delete {home} with its ledgers, keys and logs? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=sys.stderr)
+            return 0
+    if not (home / "network.json").exists():
+        if args.purge and home.exists():
+            shutil.rmtree(home)
+            print(f"no network was recorded in {home}; removed the directory")
+        else:
+            print(f"no network in {home}; nothing to stop")
+        return 0
+    net = NativeNetwork.open(home)
+    stopped = net.down(purge=args.purge)
+    if args.json:
+        print(json.dumps({"home": str(home), "stopped_pids": stopped, "purged": args.purge}, sort_keys=True))
+    else:
+        print(f"stopped {len(stopped)} processes" + (f"; removed {home}" if args.purge else
+                                                     f"; ledgers and keys kept in {home}"))
+    return 0

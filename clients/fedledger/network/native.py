@@ -1,0 +1,526 @@
+"""The consortium as local processes on 127.0.0.1: bring-up, status and teardown.
+
+``up`` runs the steps a consortium's operators run, in order: start every organization's CA, issue
+every identity and TLS pair from it, make the channel's genesis block, start the Raft orderers and
+join them to the channel, start and join the peers, then install, approve and commit the chaincode
+and start each company's chaincode service. The state file (network.json) records every process and
+how to restart it, so ``down`` without ``--purge`` keeps ledgers and keys and a later ``up`` resumes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fedledger.errors import CAUnreachableError, NetworkError, NetworkStateError, NodeError
+from fedledger.fabric.ca import CAClient
+from fedledger.network import chaincode as lifecycle
+from fedledger.network.channel import genesis_block, join_orderer, run
+from fedledger.network.config import ConsortiumConfig, Node, Organization
+from fedledger.network.layout import Layout, cache_dir
+from fedledger.network.pki import OrgIssuer, write_private
+from fedledger.network.processes import (
+    ProcessSpec,
+    http_ok,
+    port_in_use,
+    running,
+    start,
+    stop,
+    tls_answers,
+    wait_until,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+BUILDER = REPO / "network" / "builders" / "ccaas"
+FABRIC_TOOLS = ("fabric-ca-server", "orderer", "peer", "configtxgen", "osnadmin")
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What ``status`` knows of one node."""
+
+    name: str
+    role: str
+    org: str
+    address: str
+    ports: dict[str, int]
+    pid: int | None
+    running: bool
+    answers: bool
+    log: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "role": self.role, "org": self.org, "address": self.address,
+                "ports": self.ports, "pid": self.pid, "running": self.running, "answers": self.answers,
+                "log": self.log}
+
+
+@dataclass
+class UpReport:
+    """The outcome of ``up``: what was done, where state lives and how long it took."""
+
+    home: Path
+    resumed: bool
+    already_up: bool
+    seconds: float
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+
+
+def _address(node: Node) -> tuple[str, int]:
+    return "127.0.0.1", node.port
+
+
+class NativeNetwork:
+    """A consortium run as local processes under one home directory."""
+
+    def __init__(self, config: ConsortiumConfig, home: Path, *, bin_dir: Path | None = None) -> None:
+        self.config = config
+        self.layout = Layout(home)
+        self.bin_dir = bin_dir or cache_dir() / "bin"
+        self.fabric_config = self.bin_dir.parent / "config"
+
+    @classmethod
+    def open(cls, home: Path, *, bin_dir: Path | None = None) -> NativeNetwork:
+        """The network recorded in ``home``, with the configuration it was brought up with."""
+        layout = Layout(home)
+        try:
+            state = json.loads(layout.state_file.read_text())
+        except FileNotFoundError:
+            raise NetworkStateError(f"no network in {home}; run `fedledger network up`") from None
+        except (OSError, json.JSONDecodeError) as err:
+            raise NetworkStateError(f"the state file {layout.state_file} is unreadable ({err}); "
+                                    "run `fedledger network down --purge` to start over") from None
+        return cls(ConsortiumConfig.from_dict(state["config"], source=str(layout.state_file)), home, bin_dir=bin_dir)
+
+    # ---------------------------------------------------------------- state file
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads(self.layout.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as err:
+            raise NetworkStateError(f"the state file {self.layout.state_file} is unreadable ({err}); "
+                                    "run `fedledger network down --purge` to start over") from None
+        return state
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        self.layout.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.layout.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.layout.state_file)
+
+    @staticmethod
+    def _alive(entry: dict[str, Any]) -> bool:
+        pid = entry.get("pid")
+        return isinstance(pid, int) and running(pid, str(entry["spec"]["argv"][0]))
+
+    # ---------------------------------------------------------------- up
+
+    def up(self, *, progress: Progress = _quiet) -> UpReport:
+        """Bring the consortium up, or resume a stopped one; refuse a half-started one."""
+        began = time.monotonic()
+        state = self._read_state()
+        if state is not None:
+            nodes = state.get("nodes", {})
+            alive = {name for name, entry in nodes.items() if self._alive(entry)}
+            if not state.get("complete"):
+                raise NetworkStateError(
+                    f"a previous bring-up in {self.layout.home} did not finish"
+                    f"{' and some of its processes still run' if alive else ''}; run "
+                    "`fedledger network down --purge` to remove it, then `fedledger network up`")
+            if alive == set(nodes):
+                return UpReport(self.layout.home, resumed=False, already_up=True, seconds=0.0)
+            # A stopped network, or one whose nodes crashed: restart exactly the nodes not running.
+            report = self._resume(state, sorted(set(nodes) - alive), progress)
+            report.seconds = time.monotonic() - began
+            return report
+        self._preflight()
+        try:
+            report = self._bring_up(progress)
+        except BaseException:
+            progress("bring-up failed; stopping what it started and removing its state (logs are kept)")
+            self._clean_failed()
+            raise
+        report.seconds = time.monotonic() - began
+        return report
+
+    def _preflight(self) -> None:
+        missing = [t for t in FABRIC_TOOLS if not (self.bin_dir / t).is_file()]
+        if missing:
+            raise NetworkError(f"missing Fabric binaries in {self.bin_dir}: {', '.join(missing)}. "
+                               "Run scripts/install-fabric.sh to build them")
+        for name in ("core.yaml", "orderer.yaml"):
+            if not (self.fabric_config / name).is_file():
+                raise NetworkError(f"missing Fabric's default {name} in {self.fabric_config}. "
+                                   "Run scripts/install-fabric.sh fabric")
+        if shutil.which("go") is None:
+            raise NetworkError("the Go toolchain is not on PATH; it builds the chaincode service")
+        busy = [(n.name, p) for n in self.config.nodes() for p in n.ports().values() if port_in_use(p)]
+        if busy:
+            names = ", ".join(f"{p} ({n})" for n, p in busy)
+            raise NetworkError(f"ports already in use: {names}. Stop whatever holds them, or choose other "
+                               "ports with --base-port (or base-port in the consortium file)")
+
+    def _clean_failed(self) -> None:
+        state = self._read_state() or {}
+        stop(self._targets(state))
+        for child in list(self.layout.home.iterdir()) if self.layout.home.exists() else []:
+            if child != self.layout.logs:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    def _bring_up(self, progress: Progress) -> UpReport:
+        layout, config = self.layout, self.config
+        layout.home.mkdir(parents=True, exist_ok=True)
+        report = UpReport(layout.home, resumed=False, already_up=False, seconds=0.0)
+        state: dict[str, Any] = {"runtime": "native", "complete": False, "home": str(layout.home),
+                                 "config": config.to_dict(), "nodes": {}}
+        self._write_state(state)
+
+        def step(name: str, action: Callable[[], None]) -> None:
+            t = time.monotonic()
+            progress(f"{name} ...")
+            action()
+            report.steps.append((name, time.monotonic() - t))
+
+        binary = layout.home / "bin" / "fedledger-chaincode"
+        step("build the chaincode service", lambda: self._build_chaincode(binary))
+        step("start the CAs", lambda: self._start_cas(state))
+        step("issue identities and TLS certificates from each CA", self._issue_crypto)
+        block_holder: list[Path] = []
+        step("make the channel's genesis block (configtxgen)",
+             lambda: block_holder.append(genesis_block(config, layout, self.bin_dir / "configtxgen", _address)))
+        block = block_holder[0]
+        step("start the Raft orderers and join them to the channel", lambda: self._start_orderers(state, block))
+        step("start the peers and join them to the channel", lambda: self._start_peers(state, block))
+        step("install, approve and commit the chaincode; start its services",
+             lambda: self._deploy_chaincode(state, binary))
+        self._write_profile()
+        state["complete"] = True
+        self._write_state(state)
+        return report
+
+    def _build_chaincode(self, binary: Path) -> None:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        run(["go", "build", "-o", str(binary), "./cmd/fedledger-chaincode"], env={"CGO_ENABLED": "0"},
+            cwd=REPO / "chaincode", what="building the chaincode service", timeout=600)
+
+    def _launch(self, state: dict[str, Any], node: Node, spec: ProcessSpec) -> int:
+        pid = start(spec)
+        state["nodes"][node.name] = {"role": node.role, "org": node.org.name, "ports": node.ports(),
+                                     "pid": pid, "spec": spec.to_json()}
+        self._write_state(state)
+        return pid
+
+    def _alive_check(self, state: dict[str, Any], node: Node) -> Callable[[], bool]:
+        return lambda: self._alive(state["nodes"][node.name])
+
+    # -- CAs
+
+    def _ca_spec(self, node: Node) -> ProcessSpec:
+        org = node.org
+        assert node.operations_port is not None
+        argv = (str(self.bin_dir / "fabric-ca-server"), "start", "--home", str(self.layout.ca_home(org)),
+                "--address", "127.0.0.1", "--port", str(node.port), "--tls.enabled",
+                "--ca.name", org.ca_name, "--csr.cn", node.host,
+                "--csr.hosts", f"{node.host},localhost,127.0.0.1",
+                "--operations.listenaddress", f"127.0.0.1:{node.operations_port}")
+        return ProcessSpec(argv, {}, str(self.layout.log(node)), str(self.layout.ca_home(org)))
+
+    def _start_cas(self, state: dict[str, Any]) -> None:
+        secrets_by_org: dict[str, str] = {}
+        import secrets
+
+        for org in self.config.organizations:
+            node = self.config.ca(org)
+            spec = self._ca_spec(node)
+            home = self.layout.ca_home(org)
+            home.mkdir(parents=True, exist_ok=True)
+            # The bootstrap registrar's secret exists only for this bring-up: it is used once to
+            # enroll the registrar, whose key is then kept (0600) in the org's ca-admin folder.
+            secret = secrets.token_urlsafe(24)
+            secrets_by_org[org.name] = secret
+            run([spec.argv[0], "init", "-b", f"registrar:{secret}", *spec.argv[2:]], env={}, cwd=home,
+                what=f"initializing {node.name}")
+            self._launch(state, node, spec)
+        for org in self.config.organizations:
+            node = self.config.ca(org)
+            client = self._ca_client(org)
+            wait_until(functools.partial(_ca_answers, client), node=node.name, what="answer on its TLS port",
+                       log=str(self.layout.log(node)), timeout=30, alive=self._alive_check(state, node))
+            registrar = client.enroll("registrar", secrets_by_org[org.name])
+            directory = self.layout.user(org, "ca-admin")
+            (directory).mkdir(parents=True, exist_ok=True)
+            (directory / "cert.pem").write_bytes(registrar.identity.certificate_pem)
+            write_private(directory / "key.pem", registrar.signer.private_pem())
+
+    def _ca_client(self, org: Organization) -> CAClient:
+        node = self.config.ca(org)
+        return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
+                        tls_root_pem=self.layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+
+    def _issue_crypto(self) -> None:
+        from fedledger.fabric.ca import Enrollment
+        from fedledger.fabric.identity import Identity, Signer
+
+        def issue(org: Organization) -> None:
+            directory = self.layout.user(org, "ca-admin")
+            registrar = Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
+                                   Signer.from_pem((directory / "key.pem").read_bytes()), b"")
+            issuer = OrgIssuer(org, self.layout, self._ca_client(org), registrar, self.layout.ca_root(org).read_bytes())
+            issuer.issue_org()
+            nodes = self.config.orderers() if org.kind == "orderer" else (
+                self.config.peer(org), self.config.chaincode_service(org))
+            for node in nodes:
+                issuer.issue_node(node)
+
+        with ThreadPoolExecutor(max_workers=len(self.config.organizations)) as pool:
+            for future in [pool.submit(issue, org) for org in self.config.organizations]:
+                future.result()
+
+    # -- orderers
+
+    def _orderer_spec(self, node: Node) -> ProcessSpec:
+        layout = self.layout
+        tls, data = layout.tls(node), layout.data(node)
+        assert node.admin_port is not None and node.operations_port is not None
+        settings = yaml.safe_load((self.fabric_config / "orderer.yaml").read_text())
+        general = settings["General"]
+        general.update({
+            "ListenAddress": "127.0.0.1", "ListenPort": node.port, "BootstrapMethod": "none",
+            "LocalMSPDir": str(layout.msp(node)), "LocalMSPID": node.org.msp_id,
+        })
+        general["TLS"].update({"Enabled": True, "PrivateKey": str(tls / "server.key"),
+                               "Certificate": str(tls / "server.crt"), "RootCAs": [str(tls / "ca.crt")],
+                               "ClientAuthRequired": False})
+        # Raft traffic between orderers reuses the main listener and authenticates with the TLS pair.
+        general["Cluster"].update({"ClientCertificate": str(tls / "server.crt"),
+                                   "ClientPrivateKey": str(tls / "server.key")})
+        settings["FileLedger"]["Location"] = str(data / "ledger")
+        settings["Consensus"] = {"WALDir": str(data / "etcdraft" / "wal"), "SnapDir": str(data / "etcdraft" / "snapshot")}
+        settings["Operations"]["ListenAddress"] = f"127.0.0.1:{node.operations_port}"
+        settings["Admin"] = {"ListenAddress": f"127.0.0.1:{node.admin_port}", "TLS": {
+            "Enabled": True, "Certificate": str(tls / "server.crt"), "PrivateKey": str(tls / "server.key"),
+            "ClientAuthRequired": True, "ClientRootCAs": [str(tls / "ca.crt")]}}
+        settings["ChannelParticipation"] = {"Enabled": True, "MaxRequestBodySize": "1 MB"}
+        config_dir = layout.config(node)
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "orderer.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        return ProcessSpec((str(self.bin_dir / "orderer"),), {"FABRIC_CFG_PATH": str(config_dir)},
+                           str(layout.log(node)), str(config_dir))
+
+    def _start_orderers(self, state: dict[str, Any], block: Path) -> None:
+        orderers = self.config.orderers()
+        for node in orderers:
+            self._launch(state, node, self._orderer_spec(node))
+        for node in orderers:
+            self._wait_healthy(state, node)
+        for node in orderers:
+            join_orderer(self.config, self.layout, self.bin_dir / "osnadmin", node, block)
+
+    def _wait_healthy(self, state: dict[str, Any], node: Node, timeout: float = 60) -> None:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{node.operations_port}/healthz"), node=node.name,
+                   what="report healthy on /healthz", log=str(self.layout.log(node)), timeout=timeout,
+                   alive=self._alive_check(state, node))
+
+    # -- peers
+
+    def _peer_spec(self, node: Node) -> ProcessSpec:
+        layout = self.layout
+        tls, data = layout.tls(node), layout.data(node)
+        settings = yaml.safe_load((self.fabric_config / "core.yaml").read_text())
+        peer = settings["peer"]
+        address = f"127.0.0.1:{node.port}"
+        peer.update({
+            "id": node.name, "networkId": f"fedledger-{self.config.base_port}", "listenAddress": address,
+            "address": address, "chaincodeListenAddress": f"127.0.0.1:{node.chaincode_port}",
+            "chaincodeAddress": f"127.0.0.1:{node.chaincode_port}", "fileSystemPath": str(data),
+            "mspConfigPath": str(layout.msp(node)), "localMspId": node.org.msp_id,
+        })
+        # One peer per company: it leads its org and pulls blocks from the orderers itself.
+        peer["gossip"].update({"bootstrap": address, "externalEndpoint": address,
+                               "useLeaderElection": False, "orgLeader": True})
+        peer["tls"].update({"enabled": True, "clientAuthRequired": False,
+                            "cert": {"file": str(tls / "server.crt")}, "key": {"file": str(tls / "server.key")},
+                            "rootcert": {"file": str(tls / "ca.crt")},
+                            "clientCert": {"file": str(tls / "server.crt")},
+                            "clientKey": {"file": str(tls / "server.key")}})
+        # No Docker: chaincode runs only as a service, found through our external builder.
+        settings["vm"]["endpoint"] = ""
+        settings["chaincode"]["externalBuilders"] = [{"name": "fedledger-ccaas", "path": str(BUILDER)}]
+        settings["ledger"]["snapshots"]["rootDir"] = str(data / "snapshots")
+        settings["operations"]["listenAddress"] = f"127.0.0.1:{node.operations_port}"
+        config_dir = layout.config(node)
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "core.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        return ProcessSpec((str(self.bin_dir / "peer"), "node", "start"), {"FABRIC_CFG_PATH": str(config_dir)},
+                           str(layout.log(node)), str(config_dir))
+
+    def _start_peers(self, state: dict[str, Any], block: Path) -> None:
+        peers = [self.config.peer(org) for org in self.config.companies]
+        for node in peers:
+            self._launch(state, node, self._peer_spec(node))
+        for node in peers:
+            self._wait_healthy(state, node)
+        for org in self.config.companies:
+            run([str(self.bin_dir / "peer"), "channel", "join", "-b", str(block)],
+                env=lifecycle.admin_env(self.config, self.layout, org),
+                what=f"{self.config.peer(org).name} joining channel {self.config.channel}")
+
+    # -- chaincode
+
+    def _chaincode_spec(self, node: Node, binary: Path, package_id: str) -> ProcessSpec:
+        tls = self.layout.tls(node)
+        env = {"CHAINCODE_ID": package_id, "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{node.port}",
+               "CHAINCODE_TLS_KEY_FILE": str(tls / "server.key"), "CHAINCODE_TLS_CERT_FILE": str(tls / "server.crt"),
+               "CHAINCODE_TLS_CLIENT_CA_FILE": str(tls / "ca.crt")}
+        return ProcessSpec((str(binary),), env, str(self.layout.log(node)), str(self.layout.node(node)))
+
+    def _deploy_chaincode(self, state: dict[str, Any], binary: Path) -> None:
+        config, layout, peer_bin = self.config, self.layout, self.bin_dir / "peer"
+        orderers = config.orderers()
+        for j, org in enumerate(config.companies):
+            service = config.chaincode_service(org)
+            pkg, package_id = lifecycle.package(config, layout, org, _address(service))
+            lifecycle.install(peer_bin, config, layout, org, pkg)
+            self._launch(state, service, self._chaincode_spec(service, binary, package_id))
+            lifecycle.approve(peer_bin, config, layout, org, package_id, orderers[j % len(orderers)])
+        for org in config.companies:
+            self._wait_chaincode(state, config.chaincode_service(org))
+        lifecycle.commit(peer_bin, config, layout, orderers[0])
+
+    def _chaincode_answers(self, node: Node) -> bool:
+        peer_tls = self.layout.tls(self.config.peer(node.org))
+        return tls_answers("127.0.0.1", node.port, root_pem=(self.layout.tls(node) / "ca.crt").read_bytes(),
+                           client=(str(peer_tls / "server.crt"), str(peer_tls / "server.key")))
+
+    def _wait_chaincode(self, state: dict[str, Any], node: Node) -> None:
+        wait_until(lambda: self._chaincode_answers(node), node=node.name, what="accept TLS connections",
+                   log=str(self.layout.log(node)), timeout=30, alive=self._alive_check(state, node))
+
+    # -- connection profile
+
+    def _write_profile(self) -> None:
+        """connection.json: what a client needs to reach each company's peer as its admin or client."""
+        orgs: dict[str, object] = {}
+        for org in self.config.companies:
+            peer = self.config.peer(org)
+            users = {}
+            for user in ("admin", "client"):
+                msp = self.layout.user(org, user) / "msp"
+                users[user] = {"cert": str(msp / "signcerts" / "cert.pem"), "key": str(msp / "keystore" / "key.pem")}
+            orgs[org.name] = {"msp_id": org.msp_id,
+                              "peer": {"address": f"127.0.0.1:{peer.port}", "tls_ca": str(self.layout.ca_root(org)),
+                                       "server_name": peer.host},
+                              "ca": {"url": f"https://127.0.0.1:{self.config.ca(org).port}",
+                                     "name": org.ca_name, "tls_ca": str(self.layout.ca_root(org))},
+                              "users": users}
+        profile = {"channel": self.config.channel, "chaincode": self.config.chaincode, "orgs": orgs,
+                   "orderers": [{"address": f"127.0.0.1:{n.port}",
+                                 "tls_ca": str(self.layout.ca_root(self.config.orderer_org))}
+                                for n in self.config.orderers()]}
+        self.layout.profile.write_text(json.dumps(profile, indent=2, sort_keys=True))
+
+    # ---------------------------------------------------------------- resume
+
+    def _resume(self, state: dict[str, Any], names: list[str], progress: Progress) -> UpReport:
+        report = UpReport(self.layout.home, resumed=True, already_up=False, seconds=0.0, restarted=names)
+        specs = {name: ProcessSpec.from_json(state["nodes"][name]["spec"]) for name in names}
+        busy = [(n, p) for n in names for p in state["nodes"][n]["ports"].values() if port_in_use(p)]
+        if busy:
+            raise NetworkError("cannot restart: ports already in use: " + ", ".join(f"{p} ({n})" for n, p in busy)
+                               + ". Stop whatever holds them and run `fedledger network up` again")
+        t = time.monotonic()
+        progress(f"restart {len(names)} node(s) from their recorded configuration: {', '.join(names)} ...")
+        by_name = {n.name: n for n in self.config.nodes()}
+        started: list[str] = []
+        try:
+            for role in ("ca", "orderer", "peer", "chaincode"):
+                batch = [n for n in names if state["nodes"][n]["role"] == role]
+                for name in batch:
+                    state["nodes"][name]["pid"] = start(specs[name])
+                    started.append(name)
+                self._write_state(state)
+                for name in batch:
+                    self._wait_answers(state, by_name[name])
+        except BaseException:
+            # Leave the network as it was found: stop only what this call started.
+            stop([(state["nodes"][n]["pid"], specs[n].argv[0]) for n in started])
+            raise
+        report.steps.append(("restart nodes", time.monotonic() - t))
+        return report
+
+    def _wait_answers(self, state: dict[str, Any], node: Node) -> None:
+        if node.role == "chaincode":
+            self._wait_chaincode(state, node)
+        else:
+            self._wait_healthy(state, node)
+
+    # ---------------------------------------------------------------- status / down
+
+    def _answers(self, node: Node) -> bool:
+        if node.role == "chaincode":
+            return self._chaincode_answers(node)
+        return http_ok(f"http://127.0.0.1:{node.operations_port}/healthz")
+
+    def status(self) -> list[NodeStatus]:
+        """Every node of the network: its role, org, address, pid, whether it runs and answers."""
+        state = self._read_state()
+        if state is None:
+            raise NetworkStateError(f"no network in {self.layout.home}; run `fedledger network up`")
+        by_name = {n.name: n for n in self.config.nodes()}
+        result = []
+        for name, entry in sorted(state["nodes"].items(), key=lambda kv: _role_order(kv[1]["role"], kv[0])):
+            alive = self._alive(entry)
+            node = by_name.get(name)
+            answers = alive and node is not None and self._answers(node)
+            result.append(NodeStatus(name, entry["role"], entry["org"], f"127.0.0.1:{entry['ports']['listen']}",
+                                     entry["ports"], entry.get("pid"), alive, answers, entry["spec"]["log"]))
+        return result
+
+    @staticmethod
+    def _targets(state: dict[str, Any]) -> list[tuple[int, str]]:
+        nodes = sorted(state.get("nodes", {}).values(), key=lambda e: -_role_order(e["role"], "")[0])
+        return [(e["pid"], str(e["spec"]["argv"][0])) for e in nodes if isinstance(e.get("pid"), int)]
+
+    def down(self, *, purge: bool = False) -> list[int]:
+        """Stop every node this network started; with ``purge`` also delete its ledgers and keys."""
+        state = self._read_state()
+        if state is None:
+            if purge and self.layout.home.exists():
+                shutil.rmtree(self.layout.home)
+            return []
+        stopped = stop(self._targets(state))
+        left = [pid for pid, exe in self._targets(state) if running(pid, exe)]
+        if left:
+            raise NetworkError(f"processes {left} did not stop; stop them by hand")
+        if purge:
+            shutil.rmtree(self.layout.home)
+        return stopped
+
+
+def _role_order(role: str, name: str) -> tuple[int, str]:
+    return {"ca": 0, "orderer": 1, "peer": 2, "chaincode": 3}.get(role, 9), name
+
+
+def _ca_answers(client: CAClient) -> bool:
+    try:
+        client.info()
+    except CAUnreachableError:
+        return False
+    return True
