@@ -16,10 +16,22 @@
     └── FabricError                    anything on the Fabric side
         ├── CAError                    the Fabric CA refused a request (carries its codes)
         │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
-        └── WalletError                a wallet entry is missing, duplicated or damaged
+        ├── WalletError                a wallet entry is missing, duplicated or damaged
+        ├── GatewayError               a Fabric Gateway call failed (gRPC code, per-peer details)
+        │   ├── EndorseError           the proposal was not endorsed (carries tx_id)
+        │   ├── SubmitError            the ordering service did not accept it (carries tx_id)
+        │   └── CommitStatusError      its commit status could not be read (carries tx_id)
+        └── CommitError                ordered, but committed as invalid (tx_id, validation code)
+    └── NetworkError                   bringing the consortium up, inspecting or stopping it
+        ├── NetworkConfigError         an invalid consortium file
+        ├── NetworkStateError          up when already up, a half-started network, down when not up
+        └── NodeError                  a node that did not start or answer (names it and its log)
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 class FedLedgerError(Exception):
@@ -97,3 +109,98 @@ class CAUnreachableError(CAError):
 
 class WalletError(FabricError):
     """A wallet entry is missing, already present, or damaged on disk."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One peer's or orderer's reason for refusing, as the Fabric Gateway reports it."""
+
+    address: str
+    msp_id: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.msp_id}): {self.message}"
+
+
+class GatewayError(FabricError):
+    """A Fabric Gateway call failed.
+
+    ``code`` is the gRPC status code's name (``"ABORTED"``, ``"UNAVAILABLE"``, ...), ``address`` the
+    gateway peer called, and ``details`` the gateway's per-peer reasons; the chaincode's own
+    message appears there verbatim, and every detail is part of ``str(err)``.
+    """
+
+    def __init__(self, message: str, *, code: str, details: Sequence[ErrorDetail] = (), address: str = "") -> None:
+        super().__init__("\n".join([message, *(f"  - {detail}" for detail in details)]))
+        self.code = code
+        self.details = tuple(details)
+        self.address = address
+
+
+class EndorseError(GatewayError):
+    """The proposal was not endorsed (the chaincode refused, or too few peers endorsed); nothing was ordered."""
+
+    def __init__(self, tx_id: str, message: str, *, code: str, details: Sequence[ErrorDetail] = (),
+                 address: str = "") -> None:
+        super().__init__(message, code=code, details=details, address=address)
+        self.tx_id = tx_id
+
+
+class SubmitError(GatewayError):
+    """The endorsed transaction was not accepted by the ordering service."""
+
+    def __init__(self, tx_id: str, message: str, *, code: str, details: Sequence[ErrorDetail] = (),
+                 address: str = "") -> None:
+        super().__init__(message, code=code, details=details, address=address)
+        self.tx_id = tx_id
+
+
+class CommitStatusError(GatewayError):
+    """The commit status of a submitted transaction could not be read; it may still commit."""
+
+    def __init__(self, tx_id: str, message: str, *, code: str, details: Sequence[ErrorDetail] = (),
+                 address: str = "") -> None:
+        super().__init__(message, code=code, details=details, address=address)
+        self.tx_id = tx_id
+
+
+# What to do about a transaction committed as invalid, by its validation code.
+_COMMIT_ADVICE = {
+    "MVCC_READ_CONFLICT": "another transaction changed what it read before it committed; submit it again",
+    "PHANTOM_READ_CONFLICT": "another transaction changed a range it read before it committed; submit it again",
+    "ENDORSEMENT_POLICY_FAILURE": "its endorsements do not satisfy the chaincode's endorsement policy; "
+                                  "let the gateway choose the endorsing organizations",
+    "DUPLICATE_TXID": "a transaction with the same id is already on the ledger; build a new proposal",
+}
+
+
+class CommitError(FabricError):
+    """The transaction was ordered but committed as invalid; ``code`` is its validation code."""
+
+    def __init__(self, tx_id: str, code: str, *, block_number: int | None = None) -> None:
+        where = f" in block {block_number}" if block_number is not None else ""
+        advice = _COMMIT_ADVICE.get(code, "the ledger is unchanged by it")
+        super().__init__(f"transaction {tx_id} failed to commit{where}: {code}; {advice}")
+        self.tx_id, self.code, self.block_number = tx_id, code, block_number
+
+
+class NetworkError(FedLedgerError):
+    """Bringing the consortium up, inspecting it or tearing it down failed."""
+
+
+class NetworkConfigError(NetworkError):
+    """The consortium file is invalid (names, ports, counts)."""
+
+
+class NetworkStateError(NetworkError):
+    """The network is not in a state that allows the command (already up, half-started, not up)."""
+
+
+class NodeError(NetworkError):
+    """A node failed to start or to answer; names the node and where its log is."""
+
+    def __init__(self, node: str, reason: str, log: str = "") -> None:
+        where = f" (log: {log})" if log else ""
+        super().__init__(f"{node}: {reason}{where}")
+        self.node, self.reason, self.log = node, reason, log

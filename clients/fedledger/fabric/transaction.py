@@ -1,0 +1,97 @@
+"""Endorsed transactions: the prepared envelope the gateway returns, signed and sent to ordering.
+
+The gateway assembles the endorsed transaction into a ``common.Envelope`` whose payload the
+creator must sign (the orderer and the committing peers check that signature). :meth:`bytes` is
+that payload; :meth:`digest` its SHA-256 for off-line signers.
+"""
+
+from __future__ import annotations
+
+import builtins  # bytes() methods shadow the builtin inside their classes
+import hashlib
+from typing import Any
+
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2
+from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+from google.protobuf.message import DecodeError
+
+from fedledger.errors import FabricError
+from fedledger.fabric.client import GatewayClient
+from fedledger.fabric.commit import SubmittedTransaction
+
+
+def transaction_result(payload_bytes: bytes) -> bytes:
+    """The chaincode's return value recorded in a prepared transaction's payload.
+
+    It sits in ``Payload.data`` -> ``Transaction.actions[0]`` -> ``ChaincodeActionPayload.action``
+    -> ``ProposalResponsePayload.extension`` -> ``ChaincodeAction.response.payload``.
+    """
+    try:
+        payload = common_pb2.Payload.FromString(payload_bytes)
+        transaction = transaction_pb2.Transaction.FromString(payload.data)
+        if not transaction.actions:
+            raise FabricError("the prepared transaction has no actions")
+        action_payload = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
+        response_payload = proposal_response_pb2.ProposalResponsePayload.FromString(
+            action_payload.action.proposal_response_payload)
+        action = proposal_pb2.ChaincodeAction.FromString(response_payload.extension)
+    except DecodeError as err:
+        raise FabricError(f"the gateway returned a prepared transaction that does not parse: {err}") from None
+    return bytes(action.response.payload)
+
+
+class Transaction:
+    """An endorsed transaction, not yet ordered: its result, and the payload to sign and submit.
+
+    Immutable: :meth:`with_signature` returns a signed copy. An unsigned transaction is signed with
+    the gateway's signer when submitted.
+    """
+
+    def __init__(self, payload_bytes: builtins.bytes, *, tx_id: str, channel_name: str, transaction_name: str,
+                 client: GatewayClient, signature: builtins.bytes | None = None) -> None:
+        self._payload = payload_bytes
+        self.tx_id = tx_id
+        self.channel_name = channel_name
+        self.transaction_name = transaction_name
+        self.signature = signature
+        self._client = client
+        self.result = transaction_result(payload_bytes)
+
+    def __repr__(self) -> str:
+        signed = "signed" if self.signature else "unsigned"
+        return f"Transaction({self.transaction_name!r}, tx_id={self.tx_id[:16]}, {signed})"
+
+    def digest(self) -> builtins.bytes:
+        """SHA-256 of :meth:`bytes`: the pre-hashed message for off-line ECDSA signers."""
+        return hashlib.sha256(self._payload).digest()
+
+    def with_signature(self, signature: builtins.bytes) -> Transaction:
+        """A copy carrying ``signature``: the creator's DER ECDSA signature over :meth:`bytes`."""
+        if not signature:
+            raise FabricError(f"an empty signature for transaction {self.tx_id}")
+        return Transaction(self._payload, tx_id=self.tx_id, channel_name=self.channel_name,
+                           transaction_name=self.transaction_name, client=self._client, signature=signature)
+
+    def _envelope(self) -> Any:
+        signature = self.signature or self._client.sign(self._payload, f"transaction {self.tx_id}")
+        return common_pb2.Envelope(payload=self._payload, signature=signature)
+
+    def submit(self) -> SubmittedTransaction:
+        """Send the signed transaction to the ordering service; returns once an orderer accepted it.
+
+        Raises
+        ------
+        SubmitError
+            No orderer accepted it (the error names the orderers and their reasons).
+        """
+        request = gateway_pb2.SubmitRequest(transaction_id=self.tx_id, channel_id=self.channel_name,
+                                            prepared_transaction=self._envelope())
+        self._client.submit(request, f"submitting {self.transaction_name} (tx {self.tx_id}) "
+                                     f"on channel {self.channel_name}")
+        return SubmittedTransaction(self._client, tx_id=self.tx_id, channel_name=self.channel_name,
+                                    transaction_name=self.transaction_name, result=self.result)
+
+    def bytes(self) -> builtins.bytes:
+        """The envelope's payload: exactly the bytes the creator's signature covers."""
+        return self._payload
