@@ -18,7 +18,16 @@ from fedledger.crypto.paillier import (
     RandomnessPool,
     generate_keypair,
 )
-from fedledger.crypto.serialization import dump_vector, load_vector
+from fedledger.crypto.serialization import (
+    dump_key_share,
+    dump_partial,
+    dump_threshold_key,
+    dump_vector,
+    load_key_share,
+    load_partial,
+    load_threshold_key,
+    load_vector,
+)
 from fedledger.crypto.sortition import Candidate, Selection, select, sortition_input
 from fedledger.crypto.threshold import (
     KeyShare,
@@ -34,8 +43,8 @@ from fedledger.crypto.vector import EncryptedVector, aggregate, decrypt_vector, 
 from fedledger.crypto.vrf import VrfKeyPair, proof_to_hash, prove, verify
 
 __all__ = [
-    "DEFAULT_KEY_BITS",
     "Candidate",
+    "DEFAULT_KEY_BITS",
     "EncryptedVector",
     "EscrowRecord",
     "EscrowShare",
@@ -53,10 +62,16 @@ __all__ = [
     "combine_partials",
     "deal_threshold_key",
     "decrypt_vector",
+    "dump_key_share",
+    "dump_partial",
+    "dump_threshold_key",
     "dump_vector",
     "encrypt_vector",
     "escrow_private_key",
     "generate_keypair",
+    "load_key_share",
+    "load_partial",
+    "load_threshold_key",
     "load_vector",
     "partial_decrypt",
     "proof_to_hash",

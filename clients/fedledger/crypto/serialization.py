@@ -20,8 +20,9 @@ from gmpy2 import mpz
 
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.paillier import PublicKey
+from fedledger.crypto.threshold import KeyShare, PartialDecryption, ThresholdPublicKey
 from fedledger.crypto.vector import EncryptedVector
-from fedledger.errors import EncodingError, MalformedCiphertextError
+from fedledger.errors import EncodingError, KeyMismatchError, MalformedCiphertextError
 
 MAGIC = b"FLPV"
 VERSION = 1
@@ -90,3 +91,92 @@ def load_vector(data: bytes, public_key: PublicKey, layout: Layout | None = None
             raise MalformedCiphertextError(f"ciphertext {i} is not an invertible element modulo n^2")
         ciphertexts.append(c)
     return EncryptedVector(public_key, found, length, tuple(ciphertexts), summands, total_weight)
+
+
+# ---------------------------------------------------------------------------- threshold custody
+# Keys, shares and partial decryptions travel between companies' processes and, for shares, into
+# private data on the ledger. They use canonical JSON with hex integers: small next to a vector,
+# and every field is re-validated on the way in.
+
+
+def _hex(x: int | mpz) -> str:
+    return format(int(x), "x")
+
+
+def _int(raw: object, what: str) -> mpz:
+    if not isinstance(raw, str) or not raw or any(c not in "0123456789abcdef" for c in raw):
+        raise MalformedCiphertextError(f"{what} must be a lower-case hex integer")
+    return mpz(int(raw, 16))
+
+
+def _document(data: bytes, what: str) -> dict[str, object]:
+    import json
+
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise MalformedCiphertextError(f"{what} is not JSON: {err}") from None
+    if not isinstance(document, dict):
+        raise MalformedCiphertextError(f"{what} must be a JSON object")
+    return document
+
+
+def _canonical(document: dict[str, object]) -> bytes:
+    import json
+
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def dump_threshold_key(key: ThresholdPublicKey) -> bytes:
+    """The threshold public key as canonical JSON (what a task's genesis refers to)."""
+    return _canonical(key.to_dict())
+
+
+def load_threshold_key(data: bytes) -> ThresholdPublicKey:
+    """Parse :func:`dump_threshold_key` output."""
+    document = _document(data, "threshold public key")
+    try:
+        paillier = document["paillier"]
+        threshold, parties = document["threshold"], document["parties"]
+        keys = document["verification_keys"]
+        if not isinstance(paillier, dict) or not isinstance(keys, list):
+            raise TypeError("paillier must be an object and verification_keys a list")
+        if not isinstance(threshold, int) or not isinstance(parties, int):
+            raise TypeError("threshold and parties must be integers")
+        return ThresholdPublicKey(PublicKey.from_dict({str(k): str(v) for k, v in paillier.items()}),
+                                  threshold, parties, _int(document["v"], "v"),
+                                  tuple(_int(k, "verification key") for k in keys))
+    except (KeyError, TypeError) as err:
+        raise MalformedCiphertextError(f"threshold public key is malformed: {err}") from None
+
+
+def dump_key_share(share: KeyShare) -> bytes:
+    """A member's secret share, bound to its key's fingerprint. Secret: store it only privately."""
+    return _canonical({"index": share.index, "secret": _hex(share.secret), "key": share.public.fingerprint.hex()})
+
+
+def load_key_share(data: bytes, public: ThresholdPublicKey) -> KeyShare:
+    """Parse :func:`dump_key_share` output, refusing a share of another key."""
+    document = _document(data, "key share")
+    if document.get("key") != public.fingerprint.hex():
+        raise KeyMismatchError("the key share belongs to another threshold key")
+    index = document.get("index")
+    if not isinstance(index, int) or not 1 <= index <= public.parties:
+        raise MalformedCiphertextError(f"key share index must be in 1..{public.parties}")
+    return KeyShare(index, _int(document.get("secret"), "key share secret"), public)
+
+
+def dump_partial(partial: PartialDecryption) -> bytes:
+    """A member's partial decryption of one vector with its batched proof."""
+    return _canonical({"index": partial.index, "values": [_hex(v) for v in partial.values],
+                       "challenge": _hex(partial.challenge), "response": _hex(partial.response)})
+
+
+def load_partial(data: bytes) -> PartialDecryption:
+    """Parse :func:`dump_partial` output (its proof is checked by ``verify_partial``)."""
+    document = _document(data, "partial decryption")
+    index, values = document.get("index"), document.get("values")
+    if not isinstance(index, int) or index < 1 or not isinstance(values, list):
+        raise MalformedCiphertextError("partial decryption needs a positive index and a list of values")
+    return PartialDecryption(index, tuple(_int(v, "partial value") for v in values),
+                             _int(document.get("challenge"), "challenge"), _int(document.get("response"), "response"))
