@@ -1,0 +1,200 @@
+"""Company identities in a running consortium: enroll at the org's CA, revoke everywhere.
+
+A company enrolls as a client identity of its organization, with the roles it may claim on the
+ledger in the certificate's ``fedledger.role`` attribute, and is kept in the network's file wallet.
+Revocation is done where Fabric enforces it: the CA revokes the certificate and issues a CRL, and
+the CRL is written into the organization's MSP in the channel configuration (a config update
+signed by the org's admin), so every peer and orderer refuses the certificate from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric_protos.common import common_pb2, configtx_pb2
+from fabric_protos.msp import msp_config_pb2
+
+from fedledger.errors import NetworkError, NetworkStateError, WalletError
+from fedledger.fabric.ca import CAClient, Enrollment
+from fedledger.fabric.identity import Identity, Signer
+from fedledger.fabric.wallet import FileWallet
+from fedledger.network.chaincode import admin_env, orderer_args
+from fedledger.network.channel import run
+from fedledger.network.config import Organization
+from fedledger.network.native import NativeNetwork
+from fedledger.network.pki import ROLE_ATTRIBUTE
+
+ROLES = ("committee", "participant", "publisher")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def parse_roles(roles: str) -> str:
+    """Validate a comma-separated role list; return it sorted and de-duplicated."""
+    wanted = sorted({r.strip() for r in roles.split(",") if r.strip()})
+    unknown = [r for r in wanted if r not in ROLES]
+    if not wanted or unknown:
+        raise NetworkError(f"roles {roles!r} are invalid: use one or more of {', '.join(ROLES)}")
+    return ",".join(wanted)
+
+
+def check_name(name: str) -> str:
+    """A company name as the ledger and the wallet accept it."""
+    if not _NAME.match(name):
+        raise NetworkError(f"company name {name!r} is invalid: use 1-64 of a-z 0-9 . _ -, "
+                           "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class Consortium:
+    """A running network seen by its operators: its wallet, CAs and org admins."""
+
+    net: NativeNetwork
+
+    @property
+    def wallet(self) -> FileWallet:
+        return FileWallet(self.net.layout.home / "wallet")
+
+    def _registrar(self, org: Organization) -> Enrollment:
+        directory = self.net.layout.user(org, "ca-admin")
+        try:
+            return Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
+                              Signer.from_pem((directory / "key.pem").read_bytes()), b"")
+        except FileNotFoundError:
+            raise NetworkStateError(f"no CA registrar for {org.name} in {directory}; was the network brought "
+                                    "up by `fedledger network up`?") from None
+
+    def ca_client(self, org: Organization) -> CAClient:
+        node = self.net.config.ca(org)
+        return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
+                        tls_root_pem=self.net.layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+
+    def enroll(self, name: str, *, org: str, roles: str) -> Enrollment:
+        """Register ``name`` at ``org``'s CA with ``roles``, enroll it and keep it in the wallet."""
+        check_name(name)
+        organization = self.net.config.company(org)
+        role_list = parse_roles(roles)
+        if (self.wallet.root / name).exists():
+            raise WalletError(f"company {name} is already enrolled (wallet {self.wallet.root}); "
+                              "revoke it first or choose another name")
+        client = self.ca_client(organization)
+        registrar = self._registrar(organization)
+        import secrets
+
+        secret = secrets.token_urlsafe(18)
+        client.register(registrar, name, secret=secret, identity_type="client",
+                        attributes={ROLE_ATTRIBUTE: role_list}, max_enrollments=1)
+        enrollment = client.enroll(name, secret, attributes=(ROLE_ATTRIBUTE,))
+        self.wallet.put(name, enrollment)
+        return enrollment
+
+    def revoke(self, name: str, *, reason: str = "") -> bytes:
+        """Revoke ``name``'s certificates at its CA and put the CRL into its org's channel MSP."""
+        enrollment = self.wallet.get(name)
+        org = self._org_of(enrollment)
+        revocation = self.ca_client(org).revoke(self._registrar(org), enrollment_id=enrollment.enrollment_id,
+                                                reason=reason)
+        self.publish_crl(org, revocation.crl_pem)
+        return revocation.crl_pem
+
+    def _org_of(self, enrollment: Enrollment) -> Organization:
+        for org in self.net.config.companies:
+            if org.msp_id == enrollment.identity.msp_id:
+                return org
+        raise NetworkError(f"no organization with MSP id {enrollment.identity.msp_id} in this network")
+
+    def publish_crl(self, org: Organization, crl_pem: bytes) -> None:
+        """Replace ``org``'s revocation list in the channel configuration with ``crl_pem``."""
+        net, channel = self.net, self.net.config.channel
+        env = admin_env(net.config, net.layout, org)
+        orderer = net.config.orderers()[0]
+        peer = str(net.bin_dir / "peer")
+        with tempfile.TemporaryDirectory(prefix="fedledger-config-") as tmp:
+            block_file, update_file = Path(tmp) / "config.block", Path(tmp) / "update.pb"
+            run([peer, "channel", "fetch", "config", str(block_file), "-c", channel,
+                 *orderer_args(net.config, net.layout, orderer)], env=env, what="fetching the channel configuration")
+            update_file.write_bytes(crl_update(block_file.read_bytes(), channel, org.msp_id, crl_pem))
+            # The peer CLI signs the update as the org's admin (the MSP value's mod_policy is the
+            # org's Admins) and sends it to the ordering service.
+            run([peer, "channel", "update", "-f", str(update_file), "-c", channel,
+                 *orderer_args(net.config, net.layout, orderer)], env=env, what=f"updating {org.name}'s CRL")
+        _wait_for_config(net, org, crl_pem)
+
+
+def crl_update(config_block: bytes, channel: str, msp_id: str, crl_pem: bytes) -> bytes:
+    """An unsigned CONFIG_UPDATE envelope setting ``msp_id``'s revocation list to ``crl_pem``.
+
+    Only the org's MSP value changes: the write set carries it with its version + 1, and the read
+    set pins the versions of the groups on its path, as Fabric's update rules require.
+    """
+    block = common_pb2.Block.FromString(config_block)
+    envelope = common_pb2.Envelope.FromString(block.data.data[0])
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    config = configtx_pb2.ConfigEnvelope.FromString(payload.data).config
+    application = config.channel_group.groups["Application"]
+    if msp_id not in application.groups:
+        raise NetworkError(f"{msp_id} is not an application organization of channel {channel}")
+    org_group = application.groups[msp_id]
+    current = org_group.values["MSP"]
+    msp = msp_config_pb2.MSPConfig.FromString(current.value)
+    fabric_msp = msp_config_pb2.FabricMSPConfig.FromString(msp.config)
+    del fabric_msp.revocation_list[:]
+    fabric_msp.revocation_list.append(crl_pem)
+    msp.config = fabric_msp.SerializeToString()
+
+    def path(with_value: bool) -> configtx_pb2.ConfigGroup:
+        top = configtx_pb2.ConfigGroup(version=config.channel_group.version)
+        app = top.groups["Application"]
+        app.version = application.version
+        org = app.groups[msp_id]
+        org.version = org_group.version
+        if with_value:
+            value = org.values["MSP"]
+            value.version = current.version + 1
+            value.mod_policy = current.mod_policy
+            value.value = msp.SerializeToString()
+        return top
+
+    update = configtx_pb2.ConfigUpdate(channel_id=channel)
+    update.read_set.CopyFrom(path(False))
+    update.write_set.CopyFrom(path(True))
+    update_envelope = configtx_pb2.ConfigUpdateEnvelope(config_update=update.SerializeToString())
+    channel_header = common_pb2.ChannelHeader(type=common_pb2.CONFIG_UPDATE, channel_id=channel)
+    out = common_pb2.Payload(header=common_pb2.Header(channel_header=channel_header.SerializeToString()),
+                             data=update_envelope.SerializeToString())
+    return bytes(common_pb2.Envelope(payload=out.SerializeToString()).SerializeToString())
+
+
+def _wait_for_config(net: NativeNetwork, org: Organization, crl_pem: bytes, timeout: float = 30) -> None:
+    """Wait until the org's peer has committed the config block that carries ``crl_pem``."""
+    import time
+
+    env = admin_env(net.config, net.layout, org)
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryDirectory(prefix="fedledger-config-") as tmp:
+        block_file = Path(tmp) / "config.block"
+        while time.monotonic() < deadline:
+            # Fetched from the peer's own ledger (no -o): it shows what the peer has committed.
+            done = subprocess.run([str(net.bin_dir / "peer"), "channel", "fetch", "config", str(block_file),
+                                   "-c", net.config.channel], env={**os.environ, **env}, capture_output=True)
+            if done.returncode == 0 and crl_pem.strip() in block_file.read_bytes():
+                return
+            time.sleep(0.3)
+    raise NetworkError(f"the CRL update for {org.name} was not committed within {timeout:.0f} s")
+
+
+def describe(entry: dict[str, str], enrollment: Enrollment) -> dict[str, object]:
+    """A wallet identity as `company list/show` print it (never its key)."""
+    cert = enrollment.identity.certificate
+    return {**entry, "roles": enrollment.attributes().get(ROLE_ATTRIBUTE, ""),
+            "not_after": cert.not_valid_after_utc.isoformat(), "serial": format(cert.serial_number, "x")}
+
+
+def dumps(document: object) -> str:
+    return json.dumps(document, sort_keys=True)
