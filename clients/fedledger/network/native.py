@@ -211,6 +211,7 @@ class NativeNetwork:
         step("install, approve and commit the chaincode; start its services",
              lambda: self._deploy_chaincode(state, binary))
         self._write_profile()
+        step("wait until every peer's Gateway reaches every other organization", self._wait_gossip)
         state["complete"] = True
         self._write_state(state)
         return report
@@ -354,7 +355,14 @@ class NativeNetwork:
         })
         # One peer per company: it leads its org and pulls blocks from the orderers itself.
         peer["gossip"].update({"bootstrap": address, "externalEndpoint": address,
-                               "useLeaderElection": False, "orgLeader": True})
+                               "useLeaderElection": False, "orgLeader": True,
+                               # Fabric's defaults (alive every 5 s, reconnect every 25 s, state
+                               # info every 4 s) leave a new channel's peers unaware of the other
+                               # orgs for ~30 s, and until then the Gateway cannot gather a
+                               # majority. On loopback, second-scale intervals cost nothing.
+                               "aliveTimeInterval": "1s", "aliveExpirationTimeout": "5s",
+                               "reconnectInterval": "2s", "pullInterval": "1s",
+                               "requestStateInfoInterval": "1s", "publishStateInfoInterval": "1s"})
         peer["tls"].update({"enabled": True, "clientAuthRequired": False,
                             "cert": {"file": str(tls / "server.crt")}, "key": {"file": str(tls / "server.key")},
                             "rootcert": {"file": str(tls / "ca.crt")},
@@ -378,9 +386,18 @@ class NativeNetwork:
         for node in peers:
             self._wait_healthy(state, node)
         for org in self.config.companies:
-            run([str(self.bin_dir / "peer"), "channel", "join", "-b", str(block)],
-                env=lifecycle.admin_env(self.config, self.layout, org),
-                what=f"{self.config.peer(org).name} joining channel {self.config.channel}")
+            join = [str(self.bin_dir / "peer"), "channel", "join", "-b", str(block)]
+            what = f"{self.config.peer(org).name} joining channel {self.config.channel}"
+            # /healthz can answer a moment before the peer's gRPC listener accepts connections.
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    run(join, env=lifecycle.admin_env(self.config, self.layout, org), what=what)
+                    break
+                except NetworkError as err:
+                    if "connection refused" not in str(err) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
 
     # -- chaincode
 
@@ -412,6 +429,36 @@ class NativeNetwork:
     def _wait_chaincode(self, state: dict[str, Any], node: Node) -> None:
         wait_until(lambda: self._chaincode_answers(node), node=node.name, what="accept TLS connections",
                    log=str(self.layout.log(node)), timeout=30, alive=self._alive_check(state, node))
+
+    def _wait_gossip(self, timeout: float = 60) -> None:
+        """Evaluate through each org's Gateway on every other org's peer until all of them answer.
+
+        That is when a submit can gather endorsements from a majority: the Gateway finds the
+        other orgs' peers (and their chaincode) through gossip, not through configuration.
+        """
+        from fedledger.errors import GatewayError
+        from fedledger.fabric.gateway import connect
+        from fedledger.fabric.identity import Identity, Signer
+
+        deadline = time.monotonic() + timeout
+        for org in self.config.companies:
+            msp = self.layout.user(org, "client") / "msp"
+            identity = Identity(org.msp_id, (msp / "signcerts" / "cert.pem").read_bytes())
+            signer = Signer.from_pem((msp / "keystore" / "key.pem").read_bytes())
+            peer = self.config.peer(org)
+            with connect(f"127.0.0.1:{peer.port}", identity=identity, signer=signer,
+                         tls_root_certificates=self.layout.ca_root(org).read_bytes()) as gateway:
+                contract = gateway.network(self.config.channel).contract(self.config.chaincode)
+                for other in self.config.companies:
+                    while True:
+                        try:
+                            contract.evaluate("Version", endorsing_organizations=[other.msp_id])
+                            break
+                        except GatewayError as err:
+                            if time.monotonic() > deadline:
+                                raise NodeError(peer.name, f"its Gateway cannot reach {other.name}'s peer "
+                                                f"after {timeout:.0f} s: {err}", str(self.layout.log(peer))) from None
+                            time.sleep(0.2)
 
     # -- connection profile
 
@@ -463,6 +510,11 @@ class NativeNetwork:
             stop([(state["nodes"][n]["pid"], specs[n].argv[0]) for n in started])
             raise
         report.steps.append(("restart nodes", time.monotonic() - t))
+        if any(state["nodes"][n]["role"] in ("peer", "orderer") for n in names):
+            t = time.monotonic()
+            self._wait_gossip()
+            report.steps.append(("wait until every peer's Gateway reaches every other organization",
+                                 time.monotonic() - t))
         return report
 
     def _wait_answers(self, state: dict[str, Any], node: Node) -> None:
