@@ -46,6 +46,11 @@ func custodyMember(ctx contractapi.TransactionContextInterface, taskID string) (
 // StoreKeyShare stores the caller's key share for a task (sent in the transient map under
 // "key_share") in its own org's implicit private data collection, and records the share's
 // SHA-256 on the public ledger. Once per member and task.
+//
+// Every endorsing peer sees the share in memory, and the Fabric Gateway will not pick endorsers
+// for transient data bound for a collection that other orgs' peers do not keep: the client names
+// the endorsing orgs, its own among them (only its own org's peers keep the share, and they get
+// it only by endorsing), plus enough trusted orgs to satisfy the endorsement policy.
 func (c *Contract) StoreKeyShare(ctx contractapi.TransactionContextInterface, taskID string) error {
 	member, k, err := custodyMember(ctx, taskID)
 	if err != nil {
@@ -87,11 +92,15 @@ func (c *Contract) ReadKeyShare(ctx contractapi.TransactionContextInterface, tas
 		return "", err
 	}
 	share, err := ctx.GetStub().GetPrivateData(implicitCollection(member.MSPID), k)
-	if err != nil {
-		return "", fmt.Errorf("reading %s failed: %w", implicitCollection(member.MSPID), err)
+	if err != nil || share == nil {
+		// A peer outside the member's org keeps only the share's hash. A real peer then fails the
+		// read ("private data matching public hash version is not available") instead of
+		// returning nothing, so both cases get the same answer: ask a peer that keeps the share.
+		return "", fmt.Errorf("the peer that ran this query keeps no copy of the key share of %s for task %s: only peers of %s do; send the query to one of them",
+			member.Name, taskID, member.MSPID)
 	}
 	sum := sha256.Sum256(share)
-	if share == nil || !bytes.Equal([]byte(hex.EncodeToString(sum[:])), []byte(record.SHA256)) {
+	if !bytes.Equal([]byte(hex.EncodeToString(sum[:])), []byte(record.SHA256)) {
 		return "", fmt.Errorf("the key share held by this peer does not match its hash on the ledger")
 	}
 	raw, err := canonical(map[string]string{"key_share": base64.StdEncoding.EncodeToString(share), "sha256": record.SHA256})

@@ -13,6 +13,7 @@ from fedledger.fabric.events import (
 )
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer, certificate_fingerprint
+from fedledger.fabric.ledger import Ledger
 from fedledger.fabric.network import Network
 from fedledger.fabric.proposal import Proposal, build_proposal
 from fedledger.fabric.transaction import Transaction
@@ -31,6 +32,7 @@ __all__ = [
     "Gateway",
     "Identity",
     "InMemoryCheckpointer",
+    "Ledger",
     "Network",
     "Proposal",
     "Revocation",
