@@ -13,6 +13,7 @@
         └── VrfError                   a VRF key or proof that does not verify
     ├── PrivacyError                   an invalid privacy parameter
     ├── ArtifactError                  an artifact is missing, malformed or fails its hash
+    ├── DataError                      a dataset or parameter vector missing, malformed or misshapen
     └── FabricError                    anything on the Fabric side
         ├── CAError                    the Fabric CA refused a request (carries its codes)
         │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
@@ -81,6 +82,10 @@ class PrivacyError(FedLedgerError):
 
 class ArtifactError(FedLedgerError):
     """An artifact is missing, its digest is malformed, or its bytes do not match their hash."""
+
+
+class DataError(FedLedgerError):
+    """A dataset file is missing or malformed, a partition is impossible, or a vector does not fit its model."""
 
 
 class FabricError(FedLedgerError):

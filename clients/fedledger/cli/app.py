@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedledger.cli import company, network
+from fedledger.cli import company, network, train
 from fedledger.errors import FedLedgerError
 
 EXIT_ERROR = 1
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="<noun>")
     network.register(nouns)
     company.register(nouns)
+    train.register(nouns)
     return parser
 
 

@@ -71,14 +71,23 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the node's whole process group: ``start`` made each node a session leader, and
+    some nodes (Flower's SuperNodes) run helpers of their own that must go with them."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def stop(processes: Iterable[tuple[int, str]], *, timeout: float = 15.0) -> list[int]:
     """SIGTERM each (pid, executable) still running, SIGKILL what outlives ``timeout``; return the pids stopped."""
     targets = [(pid, exe) for pid, exe in processes if running(pid, exe)]
     for pid, _ in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid, _ in targets:
@@ -88,10 +97,7 @@ def stop(processes: Iterable[tuple[int, str]], *, timeout: float = 15.0) -> list
         time.sleep(0.1)
     for pid, exe in targets:
         if running(pid, exe):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal_group(pid, signal.SIGKILL)
     for pid, exe in targets:
         for _ in range(50):
             _reap(pid)

@@ -1,0 +1,84 @@
+"""``fedledger train``: a federated training task across the consortium's companies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedledger.errors import FedLedgerError
+from fedledger.network import default_home
+
+
+def register(nouns: Any) -> None:
+    parser = nouns.add_parser("train", help="publish a task and train it, every round recorded on the ledger")
+    parser.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
+    parser.add_argument("--company", action="append", default=[], metavar="NAME@ORG",
+                        help="a participating company and its organization (repeat; default: one per org)")
+    parser.add_argument("--coordinator", default="coordinator@Manufacturer", metavar="NAME@ORG",
+                        help="the task's publisher and aggregator (holds no key share)")
+    parser.add_argument("--model", default="breast-cancer-logreg", help="mnist-cnn, breast-cancer-logreg, digits-logreg")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--task-id", default="")
+    parser.add_argument("--epsilon", type=float, default=3.0, help="the task's privacy budget")
+    parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--clip-norm", type=float, default=4.0)
+    parser.add_argument("--noise-multiplier", type=float, default=0.0,
+                        help="sigma of the Gaussian noise (x clip norm); 0 (default) picks the smallest that fits "
+                             "--rounds in --epsilon")
+    parser.add_argument("--noise-mode", choices=("distributed", "central"), default="distributed")
+    parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--threshold", type=int, default=2, help="committee shares needed to decrypt")
+    parser.add_argument("--local-epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--partitioner", choices=("iid", "dirichlet"), default="iid")
+    parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG of accuracy and epsilon per round")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.set_defaults(run=run_train)
+
+
+def _company(text: str) -> Any:
+    from fedledger.fl.training import Company
+
+    name, _, org = text.partition("@")
+    if not name or not org:
+        raise FedLedgerError(f"{text!r} is not NAME@ORG (e.g. northwind@Manufacturer)")
+    return Company(name, org)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from fedledger.fl.training import TrainingConfig, plot, train
+    from fedledger.network import NativeNetwork
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    companies = tuple(_company(c) for c in args.company)
+    if not companies:
+        net = NativeNetwork.open(home)
+        companies = tuple(_company(f"{o.name.lower()}-co@{o.name}") for o in net.config.companies)
+    config = TrainingConfig(companies=companies, coordinator=_company(args.coordinator), model=args.model,
+                            rounds=args.rounds, task_id=args.task_id, threshold=args.threshold,
+                            quorum=min(args.threshold, len(companies)), min_participants=max(1, len(companies) - 1),
+                            epsilon_budget=args.epsilon, delta=args.delta, clip_norm=args.clip_norm,
+                            noise_multiplier=args.noise_multiplier, noise_mode=args.noise_mode, key_bits=args.key_bits,
+                            local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr,
+                            partitioner=args.partitioner, alpha=args.alpha, seed=args.seed)
+    result = train(home, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    if args.plot:
+        plot(result.metrics, args.plot)
+    if args.json:
+        print(json.dumps({"task_id": result.task_id, "model_sha256": result.model_sha256,
+                          "model_path": str(result.model_path), "seconds": round(result.seconds, 2),
+                          "rounds": result.metrics["rounds"]}, sort_keys=True))
+        return 0
+    print(f"task {result.task_id}: {len(result.metrics['rounds']) - 1} rounds in {result.seconds:.1f} s")
+    print(f"{'ROUND':>5} {'ACCURACY':>9} {'LOSS':>8} {'EPSILON':>8} {'UPDATES':>8}  MODEL")
+    for r in result.metrics["rounds"]:
+        print(f"{r['round']:>5} {r['accuracy']:>9.4f} {r['loss']:>8.4f} {r['epsilon']:>8.3f} "
+              f"{len(r.get('included', [])):>8}  {r['model_sha256'][:16]}")
+    print(f"final model: {result.model_path} (sha256 {result.model_sha256}, as recorded on the ledger)")
+    return 0
