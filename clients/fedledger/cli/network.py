@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fedledger.errors import NetworkStateError
 from fedledger.network import ConsortiumConfig, NativeNetwork, default_home
 from fedledger.network.config import DEFAULT_CONFIG
+from fedledger.network.docker import ContainerStatus, DockerNetwork, check_demo
 
 EXIT_NODE_DOWN = 3
+RUNTIMES = ("native", "docker")
 
 
 def register(nouns: Any) -> None:
@@ -29,6 +32,9 @@ def register(nouns: Any) -> None:
     common(up)
     up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="consortium file (network/consortium.toml)")
     up.add_argument("--base-port", type=int, default=None, help="first port of the consortium's port plan")
+    up.add_argument("--runtime", choices=RUNTIMES, default=None,
+                    help="native: local processes (the default); docker: containers of docker-compose.yaml "
+                         "(the demo consortium only). A home keeps the runtime it was brought up with")
     up.set_defaults(run=run_up)
 
     status = verbs.add_parser("status", help="list every node and whether it answers")
@@ -46,16 +52,42 @@ def _home(args: argparse.Namespace) -> Path:
     return Path(args.home).resolve() if args.home else default_home()
 
 
+Network = NativeNetwork | DockerNetwork
+
+
+def _recorded_runtime(home: Path) -> str:
+    try:
+        runtime = json.loads((home / "network.json").read_text()).get("runtime", "native")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "native"  # NativeNetwork.open names the problem
+    return str(runtime)
+
+
+def _open(home: Path) -> Network:
+    """The network recorded in ``home``, with the runtime (native or docker) it was brought up with."""
+    return DockerNetwork.open(home) if _recorded_runtime(home) == "docker" else NativeNetwork.open(home)
+
+
 def _progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
 def run_up(args: argparse.Namespace) -> int:
     home = _home(args)
+    net: Network
     if (home / "network.json").exists():
-        net = NativeNetwork.open(home)
+        recorded = _recorded_runtime(home)
+        if args.runtime is not None and args.runtime != recorded:
+            raise NetworkStateError(f"the network in {home} was brought up with --runtime {recorded}; bring it up "
+                                    f"with that runtime, or remove it first (`fedledger network down --purge`)")
+        net = _open(home)
     else:
-        net = NativeNetwork(ConsortiumConfig.load(args.config, base_port=args.base_port), home)
+        config = ConsortiumConfig.load(args.config, base_port=args.base_port)
+        if args.runtime == "docker":
+            check_demo(config, source=str(args.config))
+            net = DockerNetwork(config, home)
+        else:
+            net = NativeNetwork(config, home)
     print(f"fedledger: network up in {home}", file=sys.stderr)
     report = net.up(progress=_progress)
     nodes = net.status()
@@ -81,12 +113,19 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    net = NativeNetwork.open(_home(args))
+    net = _open(_home(args))
     nodes = net.status()
     healthy = all(n.running and n.answers for n in nodes)
     if args.json:
         print(json.dumps({"home": str(net.layout.home), "healthy": healthy, "nodes": [n.to_json() for n in nodes]},
                          sort_keys=True))
+    elif isinstance(net, DockerNetwork):
+        # Containers have names, not pids: the last column names each node's container.
+        print(f"{'NODE':40} {'ROLE':9} {'ORG':13} {'ADDRESS':16} {'STATE':23} CONTAINER")
+        for n in nodes:
+            state = "answers" if n.answers else ("running, not answering" if n.running else "NOT RUNNING")
+            container = n.container if isinstance(n, ContainerStatus) else None
+            print(f"{n.name:40} {n.role:9} {n.org:13} {n.address:16} {state:23} {container or '-'}")
     else:
         print(f"{'NODE':40} {'ROLE':9} {'ORG':13} {'ADDRESS':16} {'PID':>7}  STATE")
         for n in nodes:
@@ -112,11 +151,18 @@ def run_down(args: argparse.Namespace) -> int:
         else:
             print(f"no network in {home}; nothing to stop")
         return 0
-    net = NativeNetwork.open(home)
+    net = _open(home)
+    kept = f"; removed {home}" if args.purge else f"; ledgers and keys kept in {home}"
+    if isinstance(net, DockerNetwork):
+        removed = net.down(purge=args.purge)
+        if args.json:
+            print(json.dumps({"home": str(home), "removed_containers": removed, "purged": args.purge}, sort_keys=True))
+        else:
+            print(f"removed {len(removed)} containers" + kept)
+        return 0
     stopped = net.down(purge=args.purge)
     if args.json:
         print(json.dumps({"home": str(home), "stopped_pids": stopped, "purged": args.purge}, sort_keys=True))
     else:
-        print(f"stopped {len(stopped)} processes" + (f"; removed {home}" if args.purge else
-                                                     f"; ledgers and keys kept in {home}"))
+        print(f"stopped {len(stopped)} processes" + kept)
     return 0
