@@ -37,6 +37,8 @@ def register(nouns: Any) -> None:
     parser.add_argument("--partitioner", choices=("iid", "dirichlet"), default="iid")
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--round-timeout", type=float, default=600,
+                        help="seconds a round waits for companies' answers before going on without them")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of accuracy and epsilon per round")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(run=run_train)
@@ -66,7 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
                             epsilon_budget=args.epsilon, delta=args.delta, clip_norm=args.clip_norm,
                             noise_multiplier=args.noise_multiplier, noise_mode=args.noise_mode, key_bits=args.key_bits,
                             local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr,
-                            partitioner=args.partitioner, alpha=args.alpha, seed=args.seed)
+                            partitioner=args.partitioner, alpha=args.alpha, seed=args.seed,
+                            round_timeout=args.round_timeout)
     result = train(home, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     if args.plot:
         plot(result.metrics, args.plot)

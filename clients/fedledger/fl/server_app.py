@@ -34,17 +34,37 @@ def _say(text: str) -> None:
 
 
 def _ask(grid: Grid, nodes: dict[int, str], message_type: str, config: dict[str, Any],
-         timeout: float) -> dict[str, dict[str, Any]]:
-    """Send one message per node; return each answering company's result (errors are reported)."""
+         timeout: float, *, enough: int | None = None) -> dict[str, dict[str, Any]]:
+    """Send one message per node; return each answering company's result (errors are reported).
+
+    Stops waiting once ``enough`` companies answered (a quorum, t partials), or once every node
+    still owing an answer has left the federation: a company that crashed mid-round is reported
+    missing instead of holding the round until the timeout.
+    """
     messages = [Message(RecordDict({"config": ConfigRecord(config)}), dst_node_id=node, message_type=message_type)
                 for node in nodes]
+    owed = dict(zip(grid.push_messages(messages), nodes))
     results: dict[str, dict[str, Any]] = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        company = nodes.get(reply.metadata.src_node_id, str(reply.metadata.src_node_id))
-        if reply.has_error():
-            _say(f"{message_type} on {company} failed: {reply.error.reason}")
-            continue
-        results[company] = dict(reply.content["result"])
+    deadline = time.monotonic() + timeout
+    while owed and time.monotonic() < deadline:
+        for reply in grid.pull_messages(list(owed)):
+            node = owed.pop(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+            company = nodes.get(node, str(node))
+            if reply.has_error():
+                _say(f"{message_type} on {company} failed: {reply.error.reason}")
+            else:
+                results[company] = dict(reply.content["result"])
+        if enough is not None and len(results) >= enough:
+            break
+        online = set(grid.get_node_ids())
+        gone = [nodes[n] for n in owed.values() if n not in online]
+        if owed and len(gone) == len(owed):
+            _say(f"{message_type}: {', '.join(sorted(gone))} left the federation without answering")
+            break
+        time.sleep(0.2)
+    for node in owed.values():
+        if nodes[node] not in results:
+            _say(f"{message_type}: no answer from {nodes[node]}")
     return results
 
 
@@ -125,6 +145,7 @@ def run(grid: Grid, session: CompanySession, cfg: dict[str, Any]) -> None:
         times["aggregate"] = time.perf_counter() - t
         missing = sorted(set(plan.participants) - set(receipt.included))
         t = time.perf_counter()
+        # Every member is asked to vote and waited for: a missed vote costs the member stake.
         votes = _ask(grid, committee, "query.verify", common, timeout)
         times["verify"] = time.perf_counter() - t
         record = ledger.get_round(plan.task_id, n)
@@ -134,7 +155,7 @@ def run(grid: Grid, session: CompanySession, cfg: dict[str, Any]) -> None:
             raise RoundError(f"round {n}: {reason}")
         t = time.perf_counter()
         shares = _ask(grid, committee, "query.decrypt", {**common, "aggregate-sha256": receipt.aggregate_sha256},
-                      timeout)
+                      timeout, enough=plan.key.threshold)
         partials = [bytes(r["partial"]) for r in shares.values()]
         result = finish(plan, ledger, store, round_number=n, global_model=global_model, partials=partials)
         times["decrypt_and_close"] = time.perf_counter() - t
