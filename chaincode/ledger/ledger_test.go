@@ -339,6 +339,34 @@ func TestGenesisIsValidated(t *testing.T) {
 	c.refused(t, "task mnist-1 already exists", c.publisher, "CreateTask", genesis())
 }
 
+func TestAVoteAfterTheQuorumIsRecordedAndNotPenalizedAtClose(t *testing.T) {
+	c := newConsortium(t)
+	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
+	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
+	c.ok(t, c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
+	members := []*ledgertest.Identity{c.acme, c.bolt, c.cargo}
+	for _, m := range members {
+		c.ok(t, m, "Vote", "mnist-1", "1", "true", "")
+	}
+
+	var round Round
+	c.get(t, &round, "GetRound", "mnist-1", "1")
+	if round.Status != RoundVerified || round.ValidVotes != len(members) {
+		t.Fatalf("round = %+v", round)
+	}
+	c.refused(t, "already voted", members[len(members)-1], "Vote", "mnist-1", "1", "true", "")
+	var before, after Company
+	c.get(t, &before, "GetCompany", "cargo")
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("7"))
+	c.get(t, &after, "GetCompany", "cargo")
+	if after.Reputation < before.Reputation || after.Stake < before.Stake {
+		t.Fatalf("the member who voted after the quorum was penalized: %+v -> %+v", before, after)
+	}
+	c.refused(t, "votes are taken only on a recorded aggregate", members[0], "Vote", "mnist-1", "1", "true", "")
+}
+
 func TestACommitteeRejectionFailsTheRoundAndPenalizesTheLeader(t *testing.T) {
 	c := newConsortium(t)
 	c.ok(t, c.publisher, "CreateTask", genesis())

@@ -337,7 +337,9 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID stri
 	if member.Status != StatusActive {
 		return fmt.Errorf("company %s is %s and may not vote", member.Name, member.Status)
 	}
-	if round.Status != RoundAggregated {
+	// Votes are taken on a recorded aggregate until the round closes: a member whose vote comes
+	// after the quorum is still recorded (and so not penalized as absent at close).
+	if round.Status != RoundAggregated && round.Status != RoundVerified {
 		return fmt.Errorf("round %d of task %s is %s: votes are taken only on a recorded aggregate", n, taskID, round.Status)
 	}
 	if !valid && reason == "" {
@@ -365,6 +367,8 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID stri
 		round.InvalidVotes++
 	}
 	switch {
+	case round.Status == RoundVerified:
+		// Already verified by a quorum: a late vote is recorded and counted, and changes nothing else.
 	case round.ValidVotes >= task.Quorum:
 		round.Status = RoundVerified
 	case round.InvalidVotes > len(task.Committee)-task.Quorum:

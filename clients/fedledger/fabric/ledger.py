@@ -2,7 +2,9 @@
 
 Reads are evaluated on one peer and return the chaincode's JSON, parsed (records are typed below as
 they are on the ledger). Writes are endorsed, ordered and waited for; they return the transaction
-id once it has committed as valid. The chaincode's refusals are not rewrapped: an
+id once it has committed as valid; one that loses a read conflict to a concurrent transaction
+(``MVCC_READ_CONFLICT``) changed nothing and is endorsed and submitted again, up to five times.
+The chaincode's refusals are not rewrapped: an
 :class:`~fedledger.errors.EndorseError` (a write) or :class:`~fedledger.errors.GatewayError` (a read)
 carries the chaincode's message verbatim.
 
@@ -18,6 +20,8 @@ import base64
 import binascii
 import hashlib
 import json
+import random
+import time
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -303,6 +307,11 @@ def _names(values: Sequence[str], what: str) -> list[str]:
     return list(values)
 
 
+# Validation codes of a transaction that lost a race for the same keys; resubmitting is safe.
+_CONFLICTS = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
+_CONFLICT_ATTEMPTS = 5
+
+
 class Ledger:
     """The FedLedger chaincode as Python methods, for one client identity.
 
@@ -346,11 +355,17 @@ class Ledger:
 
     def _write(self, name: str, *args: str, transient: Transient | None = None,
                endorsing_organizations: Sequence[str] | None = None) -> str:
-        submitted = self._contract.submit_async(name, args, transient=transient,
-                                                endorsing_organizations=endorsing_organizations)
-        status = submitted.status(timeout=self._commit_timeout)
-        if not status.successful:
-            raise CommitError(status.tx_id, status.code, block_number=status.block_number)
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            submitted = self._contract.submit_async(name, args, transient=transient,
+                                                    endorsing_organizations=endorsing_organizations)
+            status = submitted.status(timeout=self._commit_timeout)
+            if status.successful:
+                break
+            # Another transaction in the same block changed what this one read (companies
+            # submitting to one round at once, say): it changed nothing, so endorse it afresh.
+            if status.code not in _CONFLICTS or attempt == _CONFLICT_ATTEMPTS:
+                raise CommitError(status.tx_id, status.code, block_number=status.block_number)
+            time.sleep(random.uniform(0.0, 0.05 * attempt))
         if self._after_commit is not None:
             # A write is committed on the gateway's own peer first; other orgs' peers may lag a
             # block behind, and the next step of a round may read through one of them.

@@ -154,14 +154,27 @@ def test_a_genesis_with_a_float_is_refused_before_anything_is_sent(contract: Rec
 
 
 def test_a_write_waits_for_its_commit_and_an_invalid_commit_raises_with_its_code() -> None:
-    contract = RecordingContract(code="MVCC_READ_CONFLICT")
+    contract = RecordingContract(code="ENDORSEMENT_POLICY_FAILURE")
     ledger = Ledger(contract, commit_timeout=12.5)
+
+    with pytest.raises(CommitError, match="ENDORSEMENT_POLICY_FAILURE") as caught:
+        ledger.vote("t", 1, valid=True)
+
+    assert (caught.value.tx_id, caught.value.code, caught.value.block_number) == (
+        "tx1", "ENDORSEMENT_POLICY_FAILURE", 7)
+    assert contract.submitted[0].timeouts == [12.5]
+    assert len(contract.submitted) == 1  # not a conflict: not resubmitted
+
+
+def test_a_write_that_loses_a_read_conflict_is_endorsed_again_and_gives_up_after_five() -> None:
+    contract = RecordingContract(code="MVCC_READ_CONFLICT")
+    ledger = Ledger(contract)
 
     with pytest.raises(CommitError, match="MVCC_READ_CONFLICT; another transaction") as caught:
         ledger.vote("t", 1, valid=True)
 
-    assert (caught.value.tx_id, caught.value.code, caught.value.block_number) == ("tx1", "MVCC_READ_CONFLICT", 7)
-    assert contract.submitted[0].timeouts == [12.5]
+    assert len(contract.submitted) == 5
+    assert caught.value.tx_id == "tx5"
 
 
 @pytest.mark.parametrize("call", [
