@@ -1,7 +1,8 @@
 """Entry point of the ``fedledger`` command: parses ``<noun> <verb>`` and maps errors to exit codes.
 
 Exit codes: 0 success; 1 a FedLedger error (the message says what and what to do); 2 bad usage;
-3 ``network status`` found a node that is not running or not answering.
+3 ``network status`` found a node that is not running or not answering; 4 ``audit verify`` found a
+check that fails.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedledger.cli import company, network, train
+from fedledger.cli import audit, company, network, task, train
 from fedledger.errors import FedLedgerError
 
 EXIT_ERROR = 1
@@ -22,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="<noun>")
     network.register(nouns)
     company.register(nouns)
+    task.register(nouns)
     train.register(nouns)
+    audit.register(nouns)
     return parser
 
 

@@ -120,6 +120,19 @@ def run(grid: Grid, session: CompanySession, cfg: dict[str, Any]) -> None:
             metrics_json.write_text(json.dumps({"task_id": plan.task_id, "rounds": metrics}, indent=2, sort_keys=True))
 
     save()
+    try:
+        _rounds(grid, plan, ledger, store, cfg, nodes, metrics, save, dataset, evaluator, global_model, model_sha,
+                timeout)
+    except Exception as err:
+        # The run's outcome is read from the metrics file: a failure must be in it, with its cause.
+        metrics.append({"error": f"{type(err).__name__}: {err}"})
+        save()
+        raise
+
+
+def _rounds(grid: Grid, plan: TaskPlan, ledger: Any, store: Any, cfg: dict[str, Any], nodes: dict[int, str],
+            metrics: list[dict[str, Any]], save: Any, dataset: Any, evaluator: Any, global_model: Any,
+            model_sha: str, timeout: float) -> None:
     budget = float(plan.task["dp"]["epsilon_budget"])
     participants = {n: c for n, c in nodes.items() if c in plan.participants}
     committee = {n: c for n, c in nodes.items() if c in plan.committee}
@@ -127,6 +140,8 @@ def run(grid: Grid, session: CompanySession, cfg: dict[str, Any]) -> None:
         epsilon = plan.epsilon_after(n)
         if epsilon > budget:
             _say(f"stopping before round {n}: epsilon would reach {epsilon:.3f} > budget {budget}")
+            metrics.append({"stopped": f"round {n} would spend epsilon {epsilon:.3f} > budget {budget}"})
+            save()
             break
         times: dict[str, float] = {}
         t = time.perf_counter()

@@ -94,6 +94,23 @@ def _ensure_company(consortium: Consortium, company: Company, roles: str, progre
                                             cert_fingerprint=session.enrollment.identity.fingerprint)
 
 
+def publish(home: Path, spec: TaskSpec, *, publisher: str, initial_model: Any, progress: Progress) -> None:
+    """Publish ``spec`` as ``publisher`` and have every committee member store its own key share.
+
+    The members must be in this network's wallet (in a real consortium each member runs this
+    last step itself, from the share the dealer handed it).
+    """
+    progress(f"publishing task {spec.task_id}: dealing a {spec.threshold}-of-{len(spec.committee)} threshold "
+             f"Paillier key ({spec.key_bits} bits)")
+    with CompanySession.open(home, publisher) as session:
+        published = publish_task(spec, session.ledger, session.store, initial_model=initial_model)
+    for member in spec.committee:
+        with CompanySession.open(home, member) as session:
+            store_own_share(session.ledger, spec.task_id, published.share_bytes(member),
+                            own_msp=session.enrollment.identity.msp_id, other_msps=session.org_msp_ids)
+    progress("each committee member stored its key share in its own org's private data; the dealer kept none")
+
+
 def train(home: Path, config: TrainingConfig, *, progress: Progress) -> TrainingResult:
     """Publish a task and run it to its last round; return the per-round metrics and the model."""
     began = time.monotonic()
@@ -129,16 +146,7 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
                     max_weight=max(sizes), epsilon_budget=config.epsilon_budget, delta=config.delta,
                     clip_norm=config.clip_norm, noise_multiplier=config.noise_multiplier,
                     noise_mode=config.noise_mode, key_bits=config.key_bits)
-    progress(f"publishing task {task_id}: dealing a {config.threshold}-of-{len(names)} threshold Paillier key "
-             f"({config.key_bits} bits)")
-    with CompanySession.open(home, config.coordinator.name) as coordinator:
-        published = publish_task(spec, coordinator.ledger, coordinator.store, initial_model=initial)
-    for member in names:
-        with CompanySession.open(home, member) as session:
-            store_own_share(session.ledger, task_id, published.share_bytes(member),
-                            own_msp=session.enrollment.identity.msp_id, other_msps=session.org_msp_ids)
-    progress(f"each committee member stored its key share in its own org's private data; the dealer kept none")
-    del published
+    publish(home, spec, publisher=config.coordinator.name, initial_model=initial, progress=progress)
 
     flower_port = config.flower_port or net.config.base_port + 900
     deployment = FlowerDeployment(home / "runs" / task_id, flower_port)
@@ -161,6 +169,10 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
     if not metrics_path.exists():
         raise FedLedgerError(f"the run wrote no metrics; see {deployment.root / 'logs'}")
     metrics = json.loads(metrics_path.read_text())
+    failed = [r["error"] for r in metrics["rounds"] if "error" in r]
+    if failed:
+        raise FedLedgerError(f"task {task_id} failed: {failed[0]} (logs: {deployment.root / 'logs'})")
+    metrics["rounds"] = [r for r in metrics["rounds"] if "round" in r]
     final = metrics["rounds"][-1]
     with CompanySession.open(home, config.coordinator.name) as coordinator:
         model = model_from_bytes(coordinator.store.get(final["model_sha256"]))

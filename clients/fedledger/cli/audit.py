@@ -1,0 +1,44 @@
+"""``fedledger audit verify TASK``: check a task's ledger record against its artifacts.
+
+Exit code 4 when a check fails (the report says which), 0 when every check holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from fedledger.network import default_home
+
+EXIT_AUDIT_FAILED = 4
+
+
+def register(nouns: Any) -> None:
+    audit = nouns.add_parser("audit", help="verify a task end to end against the ledger and the artifacts")
+    verbs = audit.add_subparsers(dest="verb", required=True, metavar="<verb>")
+    verify = verbs.add_parser("verify", help="every round: updates, aggregate, votes, model, epsilon")
+    verify.add_argument("task_id")
+    verify.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
+    verify.add_argument("--as", dest="identity", default="coordinator", help="the wallet identity to read as")
+    verify.add_argument("--json", action="store_true", help="print one JSON document")
+    verify.set_defaults(run=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from fedledger.fl.audit import audit_task
+    from fedledger.fl.company import CompanySession
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    with CompanySession.open(home, args.identity) as session:
+        report = audit_task(session.ledger, session.store, args.task_id)
+    if args.json:
+        print(json.dumps({"task_id": report.task_id, "rounds": report.rounds, "ok": report.ok,
+                          "findings": [f.__dict__ for f in report.findings]}, sort_keys=True))
+    else:
+        for f in report.findings:
+            print(f"{'ok  ' if f.ok else 'FAIL'} round {f.round:>3}  {f.check}  {f.detail}")
+        print(f"task {report.task_id}: {report.rounds} rounds audited, "
+              f"{'every check holds' if report.ok else 'CHECKS FAILED'}")
+    return 0 if report.ok else EXIT_AUDIT_FAILED

@@ -1,0 +1,142 @@
+"""``fedledger task create | show`` and ``fedledger round show``: tasks and rounds on the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from fedledger.errors import FedLedgerError
+from fedledger.network import default_home
+
+# Task file keys (kebab-case TOML, or the same keys in JSON) and their TaskSpec fields.
+_FIELDS = {"task-id": "task_id", "model": "model", "rounds": "rounds", "participants": "participants",
+           "committee": "committee", "aggregator": "aggregator", "threshold": "threshold", "quorum": "quorum",
+           "min-participants": "min_participants", "max-weight": "max_weight", "epsilon-budget": "epsilon_budget",
+           "delta": "delta", "clip-norm": "clip_norm", "noise-multiplier": "noise_multiplier",
+           "noise-mode": "noise_mode", "key-bits": "key_bits", "initial-tokens": "initial_tokens",
+           "reward-per-round": "reward_per_round", "penalty": "penalty", "reputation-threshold": "reputation_threshold"}
+
+
+def register(nouns: Any) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
+        p.add_argument("--as", dest="identity", default="coordinator", help="the wallet identity to act as")
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    task = nouns.add_parser("task", help="create and show training tasks")
+    verbs = task.add_subparsers(dest="verb", required=True, metavar="<verb>")
+    create = verbs.add_parser("create", help="publish a task from a TOML or JSON task file")
+    common(create)
+    create.add_argument("file", type=Path)
+    create.set_defaults(run=run_create)
+    show = verbs.add_parser("show", help="a task's genesis and state")
+    common(show)
+    show.add_argument("task_id")
+    show.set_defaults(run=run_show)
+
+    round_ = nouns.add_parser("round", help="show a task's rounds")
+    round_verbs = round_.add_subparsers(dest="verb", required=True, metavar="<verb>")
+    round_show = round_verbs.add_parser("show", help="a round's record, updates and votes")
+    common(round_show)
+    round_show.add_argument("task_id")
+    round_show.add_argument("round", type=int)
+    round_show.set_defaults(run=run_round_show)
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).resolve() if args.home else default_home()
+
+
+def load_task_file(path: Path) -> dict[str, Any]:
+    """Read a task file (TOML, or JSON by extension) into TaskSpec keyword arguments."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FedLedgerError(f"task file {path} does not exist") from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise FedLedgerError(f"task file {path} does not parse: {err}") from None
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise FedLedgerError(f"task file {path}: unknown keys {unknown}; known: {sorted(_FIELDS)}")
+    missing = sorted(k for k in ("task-id", "model", "rounds", "participants", "committee", "aggregator",
+                                 "threshold", "quorum", "min-participants", "epsilon-budget", "delta", "clip-norm",
+                                 "noise-multiplier") if k not in raw)
+    if missing:
+        raise FedLedgerError(f"task file {path}: missing keys {missing}")
+    spec = {_FIELDS[k]: v for k, v in raw.items()}
+    for key in ("participants", "committee"):
+        spec[key] = tuple(spec[key])
+    return spec
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from fedledger.fl import task as tasks
+    from fedledger.fl.publish import TaskSpec
+    from fedledger.fl.training import publish
+
+    spec_args = load_task_file(args.file)
+    spec_args.setdefault("max_weight", 4096)
+    try:
+        spec = TaskSpec(dataset="bundled", **spec_args)
+    except TypeError as err:
+        raise FedLedgerError(f"task file {args.file}: {err}") from None
+    initial = tasks.get_flat(tasks.build_model(spec.model))
+    home = _home(args)
+    publish(home, spec, publisher=args.identity, initial_model=initial,
+            progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    return _show_task(home, args.identity, spec.task_id, as_json=args.json)
+
+
+def _show_task(home: Path, identity: str, task_id: str, *, as_json: bool) -> int:
+    from fedledger.fl.company import CompanySession
+
+    with CompanySession.open(home, identity) as session:
+        task = session.ledger.get_task(task_id)
+    if as_json:
+        print(json.dumps(task, sort_keys=True))
+        return 0
+    for key in ("task_id", "status", "publisher", "aggregator", "rounds", "current_round", "participants",
+                "committee", "quorum", "min_participants"):
+        print(f"{key:22} {task[key]}")  # type: ignore[literal-required,unused-ignore]
+    print(f"{'epsilon spent/budget':22} {task['epsilon_spent_micro'] / 1e6:.6f} / {task['epsilon_budget_micro'] / 1e6:.6f}")
+    print(f"{'dp':22} {json.dumps(task['dp'], sort_keys=True)}")
+    print(f"{'he':22} threshold {task['he']['threshold']} of {task['he']['committee_size']}, "
+          f"n = {task['he']['paillier_n'][:24]}... ({len(task['he']['paillier_n']) * 4} bits)")
+    print(f"{'model':22} {task['model']['description']}")
+    print(f"{'initial weights':22} {task['model']['initial_weights_sha256']}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    return _show_task(_home(args), args.identity, args.task_id, as_json=args.json)
+
+
+def run_round_show(args: argparse.Namespace) -> int:
+    from fedledger.fl.company import CompanySession
+
+    with CompanySession.open(_home(args), args.identity) as session:
+        record = session.ledger.get_round(args.task_id, args.round)
+        updates = session.ledger.list_updates(args.task_id, args.round)
+        votes = session.ledger.list_votes(args.task_id, args.round)
+    if args.json:
+        print(json.dumps({"round": record, "updates": updates, "votes": votes}, sort_keys=True))
+        return 0
+    print(f"task {args.task_id} round {args.round}: {record['status']}, leader {record['leader']}, "
+          f"epsilon after {record['epsilon_after_micro'] / 1e6:.6f}")
+    for u in updates:
+        print(f"  update  {u['company']:20} {u['artifact_sha256'][:16]}  {u['size_bytes']:>9} B  "
+              f"n={u['samples']:<6} tx {u['tx_id'][:12]}")
+    aggregate = record.get("aggregate")
+    if aggregate:
+        print(f"  aggregate {aggregate['sha256'][:16]} of {', '.join(aggregate['included'])}")
+    for v in votes:
+        print(f"  vote    {v['member']:20} {'valid' if v['valid'] else 'INVALID: ' + v.get('reason', '')}")
+    if record.get("model_sha256"):
+        print(f"  model   {record['model_sha256']}")
+    return 0
