@@ -1,0 +1,181 @@
+"""`fedledger train` end to end: 3 companies, HE + DP, every step on the real ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from fedledger.errors import GatewayError
+from fedledger.fl.company import CompanySession
+from fedledger.fl.artifacts import digest_of
+from fedledger.privacy import RdpAccountant
+
+from .conftest import CliNetwork
+
+COMMON = ("--key-bits", "1024", "--epsilon", "100", "--noise-multiplier", "0.3", "--round-timeout", "120")
+
+
+@pytest.fixture(scope="module")
+def trained(cli_network: CliNetwork) -> dict[str, Any]:
+    done = cli_network.run("train", "--task-id", "e2e-train", "--rounds", "2", "--json", *COMMON)
+    return json.loads(done.stdout)
+
+
+def test_training_beats_the_initial_model_and_the_final_model_matches_the_ledger(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    rounds = trained["rounds"]
+
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1
+    model = open(trained["model_path"], "rb").read()
+    assert digest_of(model) == trained["model_sha256"] == rounds[-1]["model_sha256"]
+    with CompanySession.open(cli_network.home, "coordinator") as session:
+        assert session.ledger.get_round("e2e-train", 2)["model_sha256"] == trained["model_sha256"]
+
+
+def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon_spent(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    with CompanySession.open(cli_network.home, "coordinator") as session:
+        ledger, store = session.ledger, session.store
+        task = ledger.get_task("e2e-train")
+        for entry in trained["rounds"][1:]:
+            n = entry["round"]
+            record = ledger.get_round("e2e-train", n)
+            updates = ledger.list_updates("e2e-train", n)
+            votes = ledger.list_votes("e2e-train", n)
+
+            assert record["status"] == "closed"
+            assert sorted(u["company"] for u in updates) == sorted(entry["included"]) and len(updates) == 3
+            for update in updates:  # each recorded hash names a stored ciphertext of that size
+                assert len(store.get(update["artifact_sha256"])) == update["size_bytes"]
+            assert record["aggregate"]["sha256"] == entry["aggregate_sha256"]
+            assert store.exists(record["aggregate"]["sha256"])
+            assert {v["member"] for v in votes if v["valid"]} >= set(entry["decrypted_by"])
+            assert record["model_sha256"] == entry["model_sha256"]
+    expected = RdpAccountant(noise_multiplier=0.3).epsilon_after(2, delta=1e-5)
+    assert task["epsilon_spent_micro"] == pytest.approx(expected * 1e6, abs=1)
+    assert task["status"] == "finished"
+
+
+def test_the_coordinator_holds_no_key_share(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    with CompanySession.open(cli_network.home, "coordinator") as session:
+        with pytest.raises(GatewayError, match="does not hold the committee role"):
+            session.ledger.read_key_share("e2e-train")
+        assert "coordinator" not in session.ledger.get_task("e2e-train")["committee"]
+
+
+def _supernode_pid(company: str) -> int | None:
+    found = subprocess.run(["pgrep", "-f", f'flower-supernode.*company="{company}"'], capture_output=True, text=True)
+    pids = [int(p) for p in found.stdout.split()]
+    return pids[0] if pids else None
+
+
+def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_update_is_on_the_ledger(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    run = cli_network.popen("train", "--task-id", "e2e-crash", "--rounds", "2", "--json", *COMMON)
+    killed = False
+
+    def status(n: int) -> str:
+        try:
+            return str(session.ledger.get_round("e2e-crash", n)["status"])
+        except GatewayError:
+            return ""
+
+    try:
+        deadline = time.monotonic() + 600
+        with CompanySession.open(cli_network.home, "coordinator") as session:
+            # Freeze carrier-co's SuperNode once round 1 is closed, so it cannot pick up round 2's
+            # training; kill it once round 2 is open: it dies mid-round, its update never sent.
+            while time.monotonic() < deadline and run.poll() is None and status(1) != "closed":
+                time.sleep(0.1)
+            pid = _supernode_pid("carrier-co")
+            assert pid is not None, "carrier-co's SuperNode is not running"
+            os.killpg(pid, signal.SIGSTOP)
+            while time.monotonic() < deadline and run.poll() is None and status(2) != "collecting":
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+            killed = status(2) == "collecting"
+        out, err = run.communicate(timeout=900)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert killed, "round 2 never opened"
+    assert run.returncode == 0, err[-3000:]
+
+    with CompanySession.open(cli_network.home, "coordinator") as session:
+        record = session.ledger.get_round("e2e-crash", 2)
+        updates = session.ledger.list_updates("e2e-crash", 2)
+    assert record["status"] == "closed"
+    assert "carrier-co" not in {u["company"] for u in updates} and len(updates) == 2
+    assert "carrier-co" not in record["aggregate"]["included"]
+    assert json.loads(out)["rounds"][-1]["missing"] == ["carrier-co"]
+
+
+def test_task_create_from_a_file_then_task_and_round_show(cli_network: CliNetwork, trained: dict[str, Any],
+                                                          tmp_path: Any) -> None:
+    task_file = tmp_path / "task.toml"
+    task_file.write_text('''
+task-id = "e2e-file"
+model = "breast-cancer-logreg"
+rounds = 4
+participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
+committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
+aggregator = "coordinator"
+threshold = 2
+quorum = 2
+min-participants = 2
+epsilon-budget = 8.0
+delta = 0.00001
+clip-norm = 4.0
+noise-multiplier = 2.0
+key-bits = 1024
+''')
+
+    created = json.loads(cli_network.run("task", "create", str(task_file), "--as", "coordinator", "--json").stdout)
+    shown = json.loads(cli_network.run("task", "show", "e2e-file", "--json").stdout)
+    rounds = json.loads(cli_network.run("round", "show", "e2e-train", "1", "--json").stdout)
+
+    assert created == shown and shown["status"] == "active" and shown["rounds"] == 4
+    assert shown["dp"] == {"clip_norm": "4", "delta": "0.00001", "epsilon_budget": "8", "noise_mode": "distributed",
+                           "noise_multiplier": "2"}
+    assert rounds["round"]["status"] == "closed" and len(rounds["updates"]) == 3
+    again = cli_network.run("task", "create", str(task_file), "--as", "coordinator", check=False)
+    assert again.returncode == 1 and "task e2e-file already exists" in again.stderr
+
+
+def test_a_malformed_task_file_is_refused_and_nothing_is_published(cli_network: CliNetwork, tmp_path: Any) -> None:
+    task_file = tmp_path / "bad.toml"
+    task_file.write_text('task-id = "e2e-bad"\nmodel = "breast-cancer-logreg"\nrounds = 2\nsurprise = 1\n')
+
+    done = cli_network.run("task", "create", str(task_file), check=False)
+
+    assert done.returncode == 1 and "unknown keys ['surprise']" in done.stderr
+    shown = cli_network.run("task", "show", "e2e-bad", check=False)
+    assert shown.returncode == 1 and "task e2e-bad" in shown.stderr
+
+
+def test_audit_verify_passes_for_a_trained_task_and_names_a_tampered_update(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    clean = cli_network.run("audit", "verify", "e2e-train", "--json")
+    report = json.loads(clean.stdout)
+    assert report["ok"] and report["rounds"] == 2
+
+    with CompanySession.open(cli_network.home, "coordinator") as session:
+        victim = session.ledger.list_updates("e2e-train", 1)[0]
+        path = session.store._path(victim["artifact_sha256"])
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        tampered = cli_network.run("audit", "verify", "e2e-train", "--json", check=False)
+    finally:
+        path.write_bytes(original)
+
+    assert tampered.returncode == 4
+    failed = [f for f in json.loads(tampered.stdout)["findings"] if not f["ok"]]
+    assert any(victim["company"] in f["check"] and f["round"] == 1 for f in failed)
