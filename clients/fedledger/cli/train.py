@@ -36,6 +36,11 @@ def register(nouns: Any) -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--partitioner", choices=("iid", "dirichlet"), default="iid")
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
+    parser.add_argument("--label-epsilon", type=float, default=0.0,
+                        help="randomized response on each company's labels with this epsilon (paper 000); 0: off")
+    parser.add_argument("--dp-sgd-noise", type=float, default=0.0,
+                        help="local DP-SGD (Opacus) noise multiplier inside each company's training; 0: off")
+    parser.add_argument("--dp-sgd-clip", type=float, default=1.0, help="local DP-SGD per-sample gradient clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--round-timeout", type=float, default=600,
                         help="seconds a round waits for companies' answers before going on without them")
@@ -69,7 +74,9 @@ def run_train(args: argparse.Namespace) -> int:
                             noise_multiplier=args.noise_multiplier, noise_mode=args.noise_mode, key_bits=args.key_bits,
                             local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr,
                             partitioner=args.partitioner, alpha=args.alpha, seed=args.seed,
-                            round_timeout=args.round_timeout)
+                            round_timeout=args.round_timeout,
+                            extra_run_config={"label-epsilon": args.label_epsilon, "dp-sgd-noise": args.dp_sgd_noise,
+                                              "dp-sgd-clip": args.dp_sgd_clip})
     result = train(home, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     if args.plot:
         plot(result.metrics, args.plot)

@@ -28,6 +28,7 @@ from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
 from fedledger.fl.data import Dataset, partition_dirichlet, partition_iid
 from fedledger.fl.rounds import Description, RoundError, TaskPlan, contribute, decryption_share, model_from_bytes, verify
+from fedledger.privacy import randomized_response
 
 app = ClientApp()
 
@@ -110,10 +111,18 @@ def train(message: Message, context: Context) -> Message:
     global_model = _global_model(company, plan, round_number, str(config["model-sha256"]))
     x, y = _local_data(company, context, plan.description, int(config["seed"]), str(config["partitioner"]),
                        float(config["alpha"]))
+    label_epsilon = float(config.get("label-epsilon", 0.0))
+    if label_epsilon > 0:
+        # Paper 000's label noise: each label is epsilon-LDP before it ever meets the model.
+        num_classes = company.datasets[(plan.description.model, str(config["partitioner"]), int(config["seed"]))].num_classes
+        y = randomized_response(y, num_classes=num_classes, epsilon=label_epsilon)
+    dp_sgd = None
+    if float(config.get("dp-sgd-noise", 0.0)) > 0:
+        dp_sgd = {"noise_multiplier": float(config["dp-sgd-noise"]), "max_grad_norm": float(config["dp-sgd-clip"])}
     model = tasks.build_model(plan.description.model)
     tasks.set_flat(model, global_model)
     trained = tasks.train_local(model, x, y, epochs=int(config["local-epochs"]), batch_size=int(config["batch-size"]),
-                                lr=float(config["lr"]), seed=int(config["seed"]) * 1000 + round_number)
+                                lr=float(config["lr"]), seed=int(config["seed"]) * 1000 + round_number, dp_sgd=dp_sgd)
     update = tasks.get_flat(model).astype(np.float64) - global_model.astype(np.float64)
     started = time.perf_counter()
     receipt = contribute(plan, company.session.ledger, company.session.store, company=company.session.name,
@@ -123,7 +132,8 @@ def train(message: Message, context: Context) -> Message:
     return _reply(message, {"company": receipt.company, "artifact-sha256": receipt.artifact_sha256,
                             "size-bytes": receipt.size_bytes, "samples": receipt.samples, "tx-id": receipt.tx_id,
                             "train-seconds": trained.seconds, "loss": trained.loss,
-                            "encrypt-and-ledger-seconds": protect_seconds})
+                            "encrypt-and-ledger-seconds": protect_seconds,
+                            "local-epsilon": float(trained.epsilon or 0.0)})
 
 
 @app.query("verify")

@@ -13,7 +13,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,17 +113,33 @@ class FlowerDeployment:
                 raise DeploymentError(f"{what} did not listen on port {port}; see {self.root / 'logs'}")
             time.sleep(0.2)
 
-    def run(self, app: Path, run_config: dict[str, Any], *, timeout: float) -> str:
-        """``flwr run`` the app, stream its logs until it finishes; return them."""
+    def run(self, app: Path, run_config: dict[str, Any], *, timeout: float,
+            progress: Callable[[str], None] | None = None) -> str:
+        """``flwr run`` the app and stream its logs until it finishes; return them.
+
+        The coordinator's own lines (``[fedledger] ...``: each round's accuracy, loss, epsilon) are
+        passed to ``progress`` as they arrive.
+        """
         argv = [_tool("flwr"), "run", str(app), "fedledger", "--stream", "--run-config", _pairs(run_config)]
+        lines: list[str] = []
+        process = subprocess.Popen(argv, env={**os.environ, **self._env()}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, cwd=self.root)
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
         try:
-            done = subprocess.run(argv, env={**os.environ, **self._env()}, capture_output=True, text=True,
-                                  timeout=timeout, cwd=self.root)
-        except subprocess.TimeoutExpired:
-            raise DeploymentError(f"the Flower run did not finish within {timeout:.0f} s; see {self.root / 'logs'}") from None
-        output = done.stdout + done.stderr
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(line)
+                if progress is not None and "[fedledger]" in line:
+                    progress(line.split("[fedledger]", 1)[1].strip())
+            process.wait()
+        finally:
+            timer.cancel()
+        output = "".join(lines)
         (self.root / "logs" / "run.log").write_text(output)
-        if done.returncode != 0:
+        if process.returncode != 0:
+            if process.returncode == -9:
+                raise DeploymentError(f"the Flower run did not finish within {timeout:.0f} s; see {self.root / 'logs'}")
             raise DeploymentError(f"flwr run failed ({shlex.join(argv[:4])}): {output.strip()[-800:]}")
         return output
 

@@ -150,7 +150,9 @@ def _rounds(grid: Grid, plan: TaskPlan, ledger: Any, store: Any, cfg: dict[str, 
         train_config = {**common, "model-sha256": model_sha, "seed": int(cfg.get("seed", 0)),
                         "local-epochs": int(cfg.get("local-epochs", 1)), "batch-size": int(cfg.get("batch-size", 32)),
                         "lr": float(cfg.get("lr", 0.05)), "partitioner": str(cfg.get("partitioner", "iid")),
-                        "alpha": float(cfg.get("alpha", 0.5))}
+                        "alpha": float(cfg.get("alpha", 0.5)), "label-epsilon": float(cfg.get("label-epsilon", 0.0)),
+                        "dp-sgd-noise": float(cfg.get("dp-sgd-noise", 0.0)),
+                        "dp-sgd-clip": float(cfg.get("dp-sgd-clip", 1.0))}
         times["ledger_open"] = time.perf_counter() - t
         t = time.perf_counter()
         trained = _ask(grid, participants, "train", train_config, timeout)

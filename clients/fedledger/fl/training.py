@@ -163,7 +163,7 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
                       "partitioner": config.partitioner, "alpha": config.alpha,
                       "round-timeout": config.round_timeout, **config.extra_run_config}
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
-        deployment.run(REPO, run_config, timeout=config.round_timeout * (config.rounds + 1))
+        deployment.run(REPO, run_config, timeout=config.round_timeout * (config.rounds + 1), progress=progress)
     finally:
         deployment.stop()
     if not metrics_path.exists():
