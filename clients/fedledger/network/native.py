@@ -493,6 +493,11 @@ class NativeNetwork:
             raise NetworkError("cannot restart: ports already in use: " + ", ".join(f"{p} ({n})" for n, p in busy)
                                + ". Stop whatever holds them and run `fedledger network up` again")
         t = time.monotonic()
+        if any(state["nodes"][n]["role"] == "chaincode" for n in names):
+            # The chaincode services run this checkout's contract: rebuild it (seconds when cached),
+            # so a restarted network never serves a stale one. The package id, and so the
+            # definition on the channel, does not change: it names the service, not its code.
+            self._build_chaincode(self.layout.home / "bin" / "fedledger-chaincode")
         progress(f"restart {len(names)} node(s) from their recorded configuration: {', '.join(names)} ...")
         by_name = {n.name: n for n in self.config.nodes()}
         started: list[str] = []
