@@ -24,9 +24,7 @@ from flwr.clientapp import ClientApp
 
 from fedledger.crypto import KeyShare, load_key_share
 from fedledger.errors import FedLedgerError
-from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.data import Dataset, partition_dirichlet, partition_iid
 from fedledger.fl.rounds import Description, RoundError, TaskPlan, contribute, decryption_share, model_from_bytes, verify
 from fedledger.privacy import randomized_response
 
@@ -38,7 +36,7 @@ class _Company:
     session: CompanySession
     plans: dict[str, TaskPlan]
     shares: dict[str, KeyShare]
-    datasets: dict[tuple[str, str, int], Dataset]
+    datasets: dict[tuple[str, str, int], Any]
 
 
 _companies: dict[tuple[str, str], _Company] = {}
@@ -82,6 +80,9 @@ def _global_model(company: _Company, plan: TaskPlan, round_number: int, model_sh
 
 def _local_data(company: _Company, context: Context, description: Description, seed: int,
                 partitioner: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    from fedledger.fl import task as tasks
+    from fedledger.fl.data import partition_dirichlet, partition_iid
+
     key = (description.model, partitioner, seed)
     if key not in company.datasets:
         data_path = context.node_config.get("data-path")
@@ -104,6 +105,10 @@ def hello(message: Message, context: Context) -> Message:
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
+    # torch is imported here, not at module level: Flower starts a ClientApp process per
+    # message, and the committee's verify and decrypt messages need no torch (~1.3 s to import).
+    from fedledger.fl import task as tasks
+
     config = _config(message)
     company = _company(context)
     plan = _plan(company, str(config["task-id"]))
