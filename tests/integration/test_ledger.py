@@ -176,7 +176,7 @@ def _once_endorsable(write: Callable[[], str]) -> str:
             time.sleep(0.25)
 
 
-def _ensure_company(member: Member, name: str, roles: list[str]) -> None:
+def ensure_company(member: Member, name: str, roles: list[str]) -> None:
     """Register ``member`` as company ``name`` unless it already is (the module may be re-run on a
     long-lived network)."""
     try:
@@ -223,10 +223,10 @@ def members(consortium: Consortium) -> Iterator[Members]:
             admins={org: admin(org) for org in ("Manufacturer", "Warehouse", "Carrier")},
             enroll=enroll,
         )
-        _ensure_company(team.publisher, "ledger-pub", ["publisher"])
+        ensure_company(team.publisher, "ledger-pub", ["publisher"])
         for member, name in ((team.acme, "ledger-acme"), (team.bolt, "ledger-bolt"), (team.cargo, "ledger-cargo"),
                              (team.outsider, "ledger-outsider")):
-            _ensure_company(member, name, ["participant", "committee"])
+            ensure_company(member, name, ["participant", "committee"])
         yield team
     finally:
         for gateway in opened:

@@ -11,7 +11,7 @@ from fedledger.crypto import combine_partials, load_partial, load_vector
 from fedledger.fl.company import CompanySession
 from fedledger.fl.publish import TaskSpec, publish_task, store_own_share
 from fedledger.fl.rounds import RoundError, TaskPlan, contribute, decryption_share, finish, lead, open_round, verify
-from fedledger.fl.training import Company, _ensure_company
+from fedledger.fl.training import Company, ensure_company
 from fedledger.network.companies import Consortium as Operators
 from fedledger.privacy import clip_by_l2_norm
 
@@ -24,9 +24,9 @@ COORDINATOR = Company("rounds-lead", "Manufacturer")
 @pytest.fixture(scope="module")
 def sessions(consortium: Consortium) -> Iterator[dict[str, CompanySession]]:
     operators = Operators(consortium.net)
-    _ensure_company(operators, COORDINATOR, "participant,publisher", lambda _: None)
+    ensure_company(operators, COORDINATOR, "participant,publisher", lambda _: None)
     for company in COMPANIES:
-        _ensure_company(operators, company, "committee,participant", lambda _: None)
+        ensure_company(operators, company, "committee,participant", lambda _: None)
     opened = {c.name: CompanySession.open(consortium.net.layout.home, c.name) for c in (*COMPANIES, COORDINATOR)}
     yield opened
     for session in opened.values():

@@ -170,11 +170,22 @@ class TaskPlan:
         return self.noise_multiplier * self.clip_norm * self.description.max_weight
 
     @property
+    def min_noise_weight(self) -> int:
+        """The smallest weight the quantization range is sized for in distributed mode (W/4).
+
+        Company k's noise share has std sigma*S*W / (sqrt(K) * w_k): a company weighing less than
+        W/4 would need a wider range for everyone, so its share is clamped at 8 of these stds'
+        worth of the W/4 case (see ``contribute``).
+        """
+        return max(1, self.description.max_weight // 4)
+
+    @property
     def layout(self) -> Layout:
         # Every value of a clipped update lies in [-S, S]; distributed noise widens that range.
         spread = 0.0
         if self.noise_mode == "distributed" and self.noise_multiplier > 0:
-            spread = _NOISE_TAIL_SIGMAS * self.sum_noise_std / math.sqrt(len(self.participants))
+            spread = (_NOISE_TAIL_SIGMAS * self.sum_noise_std
+                      / (math.sqrt(len(self.participants)) * self.min_noise_weight))
         return Layout(clip=self.clip_norm + spread, max_summands=len(self.participants),
                       max_weight=self.description.max_weight, value_bits=VALUE_BITS)
 

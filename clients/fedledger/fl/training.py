@@ -77,7 +77,7 @@ class TrainingResult:
     seconds: float
 
 
-def _ensure_company(consortium: Consortium, company: Company, roles: str, progress: Progress) -> None:
+def ensure_company(consortium: Consortium, company: Company, roles: str, progress: Progress) -> None:
     try:
         consortium.wallet.get(company.name)
     except FedLedgerError:
@@ -122,9 +122,9 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
     names = [c.name for c in config.companies]
     if len(set(names)) != len(names) or config.coordinator.name in names:
         raise FedLedgerError("company names must be distinct, and the coordinator is not one of the companies")
-    _ensure_company(consortium, config.coordinator, "participant,publisher", progress)
+    ensure_company(consortium, config.coordinator, "participant,publisher", progress)
     for company in config.companies:
-        _ensure_company(consortium, company, "committee,participant", progress)
+        ensure_company(consortium, company, "committee,participant", progress)
 
     if config.noise_multiplier <= 0:
         config.noise_multiplier = calibrate_noise(config.epsilon_budget, config.delta, config.rounds)
