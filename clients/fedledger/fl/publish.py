@@ -59,9 +59,9 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if self.noise_mode not in ("central", "distributed"):
             raise PrivacyError(f"noise mode must be central or distributed, not {self.noise_mode!r}")
-        if self.clip_norm <= 0 or self.noise_multiplier <= 0 or not 0 < self.delta < 1 or self.epsilon_budget <= 0:
-            # A task without noise has no finite epsilon to book on the ledger, so none is created.
-            raise PrivacyError("clip norm, noise multiplier and epsilon budget must be positive, and delta in (0, 1)")
+        if self.clip_norm <= 0 or self.noise_multiplier < 0 or not 0 < self.delta < 1 or self.epsilon_budget <= 0:
+            raise PrivacyError("clip norm and epsilon budget must be positive, noise multiplier not negative, "
+                               "and delta in (0, 1)")
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,11 @@ class TaskPlan:
 
 def open_round(plan: TaskPlan, ledger: LedgerPort, round_number: int) -> str:
     """The publisher opens round ``round_number`` with the epsilon spent once it closes."""
-    return ledger.open_round(plan.task_id, round_number, epsilon_after=plan.epsilon_after(round_number))
+    epsilon = plan.epsilon_after(round_number)
+    if not math.isfinite(epsilon):
+        raise RoundError(f"task {plan.task_id} adds no DP noise, so its epsilon is unbounded; the ledger books "
+                         "only a finite epsilon against the budget (publish it with a positive noise multiplier)")
+    return ledger.open_round(plan.task_id, round_number, epsilon_after=epsilon)
 
 
 @dataclass(frozen=True)
