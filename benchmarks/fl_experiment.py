@@ -411,7 +411,11 @@ def he_step(settings: Settings, data: Data, parties: HeParties, *, check_quantiz
     def step(n: int, model: Model, phases: Phases, extra: dict[str, float]) -> Model:
         coordinator = parties.ledgers[COORDINATOR]
         with phases("open"):
-            open_round(plan, coordinator, n)
+            if plan.noise_multiplier > 0:
+                open_round(plan, coordinator, n)
+            else:
+                # HE only: no noise, no finite epsilon; only the in-memory ledger takes that.
+                coordinator.open_round(plan.task_id, n, epsilon_after=math.inf)
         clipped_sum: Vector | None = None
         weight_total = 0
         for k, name in enumerate(participants):
@@ -747,11 +751,9 @@ def judge(results: dict[str, VariantResult], settings: Settings, data: Data, par
         print("\n".join(f"  {line}" for line in lines))
         layout_step = he.notes.get("quantization_step")
         if layout_step is not None:
-            print(f"  (besides: the HE+DP packing range is +-{he.notes['layout_clip']:.0f}, a quantization step of "
-                  f"{layout_step:.3g} per value, because TaskPlan.layout sizes the noise margin for a weight of 1,\n"
-                  f"  while company k's noise is divided by its weight w_k = {data.max_weight} here: the range is "
-                  f"{data.max_weight}x wider than needed. Negligible next to the DP noise at this epsilon, the "
-                  f"quantization error\n  would swamp the updates at a larger one.)")
+            print(f"  (the HE+DP packing range is +-{he.notes['layout_clip']:.0f}, a quantization step of "
+                  f"{layout_step:.3g} per value: 8 standard deviations of one company's noise share at a quarter "
+                  f"of the largest weight, W/4 = {max(1, data.max_weight // 4)}.)")
 
     # Compared over the rounds both completed: they ran in turn, under the same load.
     both = {r.round for r in he.trained}
