@@ -20,15 +20,14 @@ from pathlib import Path
 from fabric_protos.common import common_pb2, configtx_pb2
 from fabric_protos.msp import msp_config_pb2
 
-from fedledger.errors import NetworkError, NetworkStateError, WalletError
+from fedledger.errors import NetworkError, WalletError
 from fedledger.fabric.ca import CAClient, Enrollment
-from fedledger.fabric.identity import Identity, Signer
 from fedledger.fabric.wallet import FileWallet
 from fedledger.network.chaincode import admin_env, orderer_args
 from fedledger.network.channel import run
 from fedledger.network.config import Organization
 from fedledger.network.native import NativeNetwork
-from fedledger.network.pki import ROLE_ATTRIBUTE
+from fedledger.network.pki import ROLE_ATTRIBUTE, ca_client, load_registrar
 
 ROLES = ("committee", "participant", "publisher")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -62,18 +61,10 @@ class Consortium:
         return FileWallet(self.net.layout.home / "wallet")
 
     def _registrar(self, org: Organization) -> Enrollment:
-        directory = self.net.layout.user(org, "ca-admin")
-        try:
-            return Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
-                              Signer.from_pem((directory / "key.pem").read_bytes()), b"")
-        except FileNotFoundError:
-            raise NetworkStateError(f"no CA registrar for {org.name} in {directory}; was the network brought "
-                                    "up by `fedledger network up`?") from None
+        return load_registrar(self.net.layout, org)
 
     def ca_client(self, org: Organization) -> CAClient:
-        node = self.net.config.ca(org)
-        return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
-                        tls_root_pem=self.net.layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+        return ca_client(self.net.config, self.net.layout, org)
 
     def enroll(self, name: str, *, org: str, roles: str) -> Enrollment:
         """Register ``name`` at ``org``'s CA with ``roles``, enroll it and keep it in the wallet."""

@@ -189,3 +189,8 @@ class ConsortiumConfig:
             *(self.peer(o) for o in self.companies),
             *(self.chaincode_service(o) for o in self.companies),
         )
+
+
+def role_order(role: str, name: str) -> tuple[int, str]:
+    """Sort key of nodes in start order: CAs, orderers, peers, chaincode services."""
+    return {"ca": 0, "orderer": 1, "peer": 2, "chaincode": 3}.get(role, 9), name

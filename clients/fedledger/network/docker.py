@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -26,7 +25,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,22 +32,23 @@ from typing import Any
 import yaml
 
 from fedledger.errors import (
-    CAUnreachableError,
     GatewayError,
     NetworkConfigError,
     NetworkError,
     NetworkStateError,
     NodeError,
 )
-from fedledger.fabric.ca import CAClient, Enrollment
+from fedledger.fabric.ca import CAClient
 from fedledger.fabric.gateway import connect
 from fedledger.fabric.identity import Identity, Signer
 from fedledger.network import chaincode as lifecycle
 from fedledger.network.channel import genesis_block, join_orderer, run
-from fedledger.network.config import DEFAULT_CONFIG, ConsortiumConfig, Node, Organization
+from fedledger.network.config import DEFAULT_CONFIG, ConsortiumConfig, Node, Organization, role_order
 from fedledger.network.layout import Layout, cache_dir
+from fedledger.network.nodeconfig import NodePlaces, orderer_settings, peer_settings
 from fedledger.network.native import NodeStatus, UpReport
-from fedledger.network.pki import OrgIssuer, write_private
+from fedledger.network.pki import ca_answers, ca_client, issue_consortium, save_registrar
+from fedledger.network.profile import write_profile
 from fedledger.network.processes import http_ok, port_in_use, tls_answers
 
 REPO = Path(__file__).resolve().parents[3]
@@ -183,13 +182,9 @@ class DockerNetwork:
     def open(cls, home: Path, *, bin_dir: Path | None = None) -> DockerNetwork:
         """The network recorded in ``home``, with the configuration it was brought up with."""
         layout = Layout(home)
-        try:
-            state = json.loads(layout.state_file.read_text())
-        except FileNotFoundError:
-            raise NetworkStateError(f"no network in {home}; run `fedledger network up --runtime docker`") from None
-        except (OSError, json.JSONDecodeError) as err:
-            raise NetworkStateError(f"the state file {layout.state_file} is unreadable ({err}); "
-                                    "run `fedledger network down --purge` to start over") from None
+        state = layout.read_state()
+        if state is None:
+            raise NetworkStateError(f"no network in {home}; run `fedledger network up --runtime docker`")
         if state.get("runtime") != cls.runtime:
             raise NetworkStateError(f"the network in {home} runs with the {state.get('runtime')!r} runtime, "
                                     "not in containers")
@@ -221,20 +216,10 @@ class DockerNetwork:
     # ---------------------------------------------------------------- state file
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            state: dict[str, Any] = json.loads(self.layout.state_file.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as err:
-            raise NetworkStateError(f"the state file {self.layout.state_file} is unreadable ({err}); "
-                                    "run `fedledger network down --purge` to start over") from None
-        return state
+        return self.layout.read_state()
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        self.layout.home.mkdir(parents=True, exist_ok=True)
-        tmp = self.layout.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        tmp.replace(self.layout.state_file)
+        self.layout.write_state(state)
 
     # ---------------------------------------------------------------- docker compose
 
@@ -456,33 +441,15 @@ class DockerNetwork:
         self._up(variables, cas, "starting the CA containers")
         for node in cas:
             client = self._ca_client(node.org)
-            self._wait(node, functools.partial(_ca_answers, client), "answer on its TLS port", timeout=60)
+            self._wait(node, functools.partial(ca_answers, client), "answer on its TLS port", timeout=60)
             registrar = client.enroll("registrar", secrets_by_org[node.org.name])
-            directory = self.layout.user(node.org, "ca-admin")
-            directory.mkdir(parents=True, exist_ok=True)
-            (directory / "cert.pem").write_bytes(registrar.identity.certificate_pem)
-            write_private(directory / "key.pem", registrar.signer.private_pem())
+            save_registrar(self.layout, node.org, registrar)
 
     def _ca_client(self, org: Organization) -> CAClient:
-        node = self.config.ca(org)
-        return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
-                        tls_root_pem=self.layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+        return ca_client(self.config, self.layout, org)
 
     def _issue_crypto(self) -> None:
-        def issue(org: Organization) -> None:
-            directory = self.layout.user(org, "ca-admin")
-            registrar = Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
-                                   Signer.from_pem((directory / "key.pem").read_bytes()), b"")
-            issuer = OrgIssuer(org, self.layout, self._ca_client(org), registrar, self.layout.ca_root(org).read_bytes())
-            issuer.issue_org()
-            nodes = self.config.orderers() if org.kind == "orderer" else (
-                self.config.peer(org), self.config.chaincode_service(org))
-            for node in nodes:
-                issuer.issue_node(node)
-
-        with ThreadPoolExecutor(max_workers=len(self.config.organizations)) as pool:
-            for future in [pool.submit(issue, org) for org in self.config.organizations]:
-                future.result()
+        issue_consortium(self.config, self.layout)
 
     # -- orderers and peers
 
@@ -498,28 +465,15 @@ class DockerNetwork:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(yaml.safe_dump(settings, sort_keys=False))
 
+    def _places(self, node: Node) -> NodePlaces:
+        return NodePlaces(msp=NODE_ROOT / "msp", tls=NODE_ROOT / "tls", data=NODE_ROOT / "data", listen_host="0.0.0.0",
+                          listen_port=LISTEN_PORT[node.role], announce=f"{node.host}:{LISTEN_PORT[node.role]}",
+                          operations_port=OPERATIONS_PORT, admin_port=ORDERER_ADMIN_PORT,
+                          chaincode_port=PEER_CHAINCODE_PORT)
+
     def _orderer_settings(self, node: Node) -> dict[str, Any]:
         """Fabric's default orderer.yaml with this node's in-container paths and ports."""
-        tls = NODE_ROOT / "tls"
-        data = NODE_ROOT / "data"
-        settings: dict[str, Any] = yaml.safe_load((self.fabric_config / "orderer.yaml").read_text())
-        general = settings["General"]
-        general.update({"ListenAddress": "0.0.0.0", "ListenPort": LISTEN_PORT["orderer"], "BootstrapMethod": "none",
-                        "LocalMSPDir": str(NODE_ROOT / "msp"), "LocalMSPID": node.org.msp_id})
-        general["TLS"].update({"Enabled": True, "PrivateKey": str(tls / "server.key"),
-                               "Certificate": str(tls / "server.crt"), "RootCAs": [str(tls / "ca.crt")],
-                               "ClientAuthRequired": False})
-        # Raft traffic between orderers reuses the main listener and authenticates with the TLS pair.
-        general["Cluster"].update({"ClientCertificate": str(tls / "server.crt"),
-                                   "ClientPrivateKey": str(tls / "server.key")})
-        settings["FileLedger"]["Location"] = str(data / "ledger")
-        settings["Consensus"] = {"WALDir": str(data / "etcdraft" / "wal"), "SnapDir": str(data / "etcdraft" / "snapshot")}
-        settings["Operations"]["ListenAddress"] = f"0.0.0.0:{OPERATIONS_PORT}"
-        settings["Admin"] = {"ListenAddress": f"0.0.0.0:{ORDERER_ADMIN_PORT}", "TLS": {
-            "Enabled": True, "Certificate": str(tls / "server.crt"), "PrivateKey": str(tls / "server.key"),
-            "ClientAuthRequired": True, "ClientRootCAs": [str(tls / "ca.crt")]}}
-        settings["ChannelParticipation"] = {"Enabled": True, "MaxRequestBodySize": "1 MB"}
-        return settings
+        return orderer_settings(self.fabric_config / "orderer.yaml", node, self._places(node))
 
     def _peer_settings(self, node: Node) -> dict[str, Any]:
         """Fabric's default core.yaml with this node's in-container paths, ports and host name.
@@ -527,42 +481,9 @@ class DockerNetwork:
         The host's peer CLI reads the same file (``lifecycle.admin_env``); it takes every path it
         needs from the environment, so the container paths in it do not matter there.
         """
-        tls = NODE_ROOT / "tls"
-        data = NODE_ROOT / "data"
-        settings: dict[str, Any] = yaml.safe_load((self.fabric_config / "core.yaml").read_text())
-        peer = settings["peer"]
-        address = f"{node.host}:{LISTEN_PORT['peer']}"
-        peer.update({
-            "id": node.name, "networkId": f"fedledger-{self.config.base_port}",
-            "listenAddress": f"0.0.0.0:{LISTEN_PORT['peer']}", "address": address,
-            "chaincodeListenAddress": f"0.0.0.0:{PEER_CHAINCODE_PORT}",
-            "chaincodeAddress": f"{node.host}:{PEER_CHAINCODE_PORT}", "fileSystemPath": str(data),
-            "mspConfigPath": str(NODE_ROOT / "msp"), "localMspId": node.org.msp_id,
-        })
-        # One peer per company: it leads its org and pulls blocks from the orderers itself.
-        # A peer probes the other companies' anchor peers as it joins the channel, and those first
-        # probes fail: the others have not joined yet, or its own TLS trust roots for the channel
-        # are not in place yet. Fabric's defaults (a probe retries one failed connection for 3 s,
-        # the next comes 25 s later; alive every 5 s, state info every 4 s) leave the Gateway
-        # unable to gather a majority for half a minute after a bring-up. On one host's bridge
-        # network a dial takes milliseconds, so second-scale intervals cost nothing (the native
-        # runtime uses the same values).
-        peer["gossip"].update({"bootstrap": address, "externalEndpoint": address,
-                               "useLeaderElection": False, "orgLeader": True,
-                               "dialTimeout": "1s", "aliveTimeInterval": "1s", "aliveExpirationTimeout": "5s",
-                               "reconnectInterval": "2s", "pullInterval": "1s",
-                               "requestStateInfoInterval": "1s", "publishStateInfoInterval": "1s"})
-        peer["tls"].update({"enabled": True, "clientAuthRequired": False,
-                            "cert": {"file": str(tls / "server.crt")}, "key": {"file": str(tls / "server.key")},
-                            "rootcert": {"file": str(tls / "ca.crt")},
-                            "clientCert": {"file": str(tls / "server.crt")},
-                            "clientKey": {"file": str(tls / "server.key")}})
-        # Chaincode runs only as a service, found through our external builder: the peer needs no Docker.
-        settings["vm"]["endpoint"] = ""
-        settings["chaincode"]["externalBuilders"] = [{"name": "fedledger-ccaas", "path": str(BUILDER_ROOT)}]
-        settings["ledger"]["snapshots"]["rootDir"] = str(data / "snapshots")
-        settings["operations"]["listenAddress"] = f"0.0.0.0:{OPERATIONS_PORT}"
-        return settings
+        return peer_settings(self.fabric_config / "core.yaml", node, self._places(node),
+                             network_id=f"fedledger-{self.config.base_port}", builder=BUILDER_ROOT,
+                             chaincode_host=node.host)
 
     def _start_nodes(self, variables: dict[str, str]) -> None:
         # One compose call for both: a peer waits for nothing until it joins the channel.
@@ -642,25 +563,7 @@ class DockerNetwork:
     # -- connection profile
 
     def _write_profile(self) -> None:
-        """connection.json, the same document the native runtime writes: nodes at their published ports."""
-        orgs: dict[str, object] = {}
-        for org in self.config.companies:
-            peer = self.config.peer(org)
-            users = {}
-            for user in ("admin", "client"):
-                msp = self.layout.user(org, user) / "msp"
-                users[user] = {"cert": str(msp / "signcerts" / "cert.pem"), "key": str(msp / "keystore" / "key.pem")}
-            orgs[org.name] = {"msp_id": org.msp_id,
-                              "peer": {"address": f"127.0.0.1:{peer.port}", "tls_ca": str(self.layout.ca_root(org)),
-                                       "server_name": peer.host},
-                              "ca": {"url": f"https://127.0.0.1:{self.config.ca(org).port}",
-                                     "name": org.ca_name, "tls_ca": str(self.layout.ca_root(org))},
-                              "users": users}
-        profile = {"channel": self.config.channel, "chaincode": self.config.chaincode, "orgs": orgs,
-                   "orderers": [{"address": f"127.0.0.1:{n.port}",
-                                 "tls_ca": str(self.layout.ca_root(self.config.orderer_org))}
-                                for n in self.config.orderers()]}
-        self.layout.profile.write_text(json.dumps(profile, indent=2, sort_keys=True))
+        write_profile(self.config, self.layout)
 
     # ---------------------------------------------------------------- resume
 
@@ -688,7 +591,7 @@ class DockerNetwork:
             self._up(variables, batch, f"restarting the {role} containers")
             for node in batch:
                 if role == "ca":
-                    self._wait(node, functools.partial(_ca_answers, self._ca_client(node.org)),
+                    self._wait(node, functools.partial(ca_answers, self._ca_client(node.org)),
                                "answer on its TLS port")
                 elif role == "chaincode":
                     self._wait(node, functools.partial(self._chaincode_answers, node), "accept TLS connections")
@@ -717,7 +620,7 @@ class DockerNetwork:
         containers = self._containers()
         by_name = {n.name: n for n in self.config.nodes()}
         result: list[NodeStatus] = []
-        for name, entry in sorted(state["nodes"].items(), key=lambda kv: _role_order(kv[1]["role"], kv[0])):
+        for name, entry in sorted(state["nodes"].items(), key=lambda kv: role_order(kv[1]["role"], kv[0])):
             container = containers.get(name)
             alive = container is not None and container.running
             node = by_name.get(name)
@@ -752,14 +655,3 @@ class DockerNetwork:
             shutil.rmtree(self.layout.home)
         return sorted(c.name for c in containers.values())
 
-
-def _role_order(role: str, name: str) -> tuple[int, str]:
-    return {"ca": 0, "orderer": 1, "peer": 2, "chaincode": 3}.get(role, 9), name
-
-
-def _ca_answers(client: CAClient) -> bool:
-    try:
-        client.info()
-    except CAUnreachableError:
-        return False
-    return True

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from fedledger.errors import NetworkStateError
 
 from fedledger.network.config import Node, Organization
 
@@ -28,6 +32,24 @@ class Layout:
     @property
     def state_file(self) -> Path:
         return self.home / "network.json"
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The state file's document, or None when there is no network here."""
+        try:
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as err:
+            raise NetworkStateError(f"the state file {self.state_file} is unreadable ({err}); "
+                                    "run `fedledger network down --purge` to start over") from None
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Replace the state file atomically (a crash leaves the old or the new one, whole)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.state_file)
 
     @property
     def profile(self) -> Path:

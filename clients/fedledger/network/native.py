@@ -10,24 +10,24 @@ how to restart it, so ``down`` without ``--purge`` keeps ledgers and keys and a 
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fedledger.errors import CAUnreachableError, NetworkError, NetworkStateError, NodeError
+from fedledger.errors import NetworkError, NetworkStateError, NodeError
 from fedledger.fabric.ca import CAClient
 from fedledger.network import chaincode as lifecycle
 from fedledger.network.channel import genesis_block, join_orderer, run
-from fedledger.network.config import ConsortiumConfig, Node, Organization
+from fedledger.network.config import ConsortiumConfig, Node, Organization, role_order
 from fedledger.network.layout import Layout, cache_dir
-from fedledger.network.pki import OrgIssuer, write_private
+from fedledger.network.nodeconfig import NodePlaces, orderer_settings, peer_settings
+from fedledger.network.pki import ca_answers, ca_client, issue_consortium, save_registrar
+from fedledger.network.profile import write_profile
 from fedledger.network.processes import (
     ProcessSpec,
     http_ok,
@@ -98,32 +98,18 @@ class NativeNetwork:
     def open(cls, home: Path, *, bin_dir: Path | None = None) -> NativeNetwork:
         """The network recorded in ``home``, with the configuration it was brought up with."""
         layout = Layout(home)
-        try:
-            state = json.loads(layout.state_file.read_text())
-        except FileNotFoundError:
-            raise NetworkStateError(f"no network in {home}; run `fedledger network up`") from None
-        except (OSError, json.JSONDecodeError) as err:
-            raise NetworkStateError(f"the state file {layout.state_file} is unreadable ({err}); "
-                                    "run `fedledger network down --purge` to start over") from None
+        state = layout.read_state()
+        if state is None:
+            raise NetworkStateError(f"no network in {home}; run `fedledger network up`")
         return cls(ConsortiumConfig.from_dict(state["config"], source=str(layout.state_file)), home, bin_dir=bin_dir)
 
     # ---------------------------------------------------------------- state file
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            state: dict[str, Any] = json.loads(self.layout.state_file.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError) as err:
-            raise NetworkStateError(f"the state file {self.layout.state_file} is unreadable ({err}); "
-                                    "run `fedledger network down --purge` to start over") from None
-        return state
+        return self.layout.read_state()
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        self.layout.home.mkdir(parents=True, exist_ok=True)
-        tmp = self.layout.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        tmp.replace(self.layout.state_file)
+        self.layout.write_state(state)
 
     @staticmethod
     def _alive(entry: dict[str, Any]) -> bool:
@@ -262,63 +248,29 @@ class NativeNetwork:
         for org in self.config.organizations:
             node = self.config.ca(org)
             client = self._ca_client(org)
-            wait_until(functools.partial(_ca_answers, client), node=node.name, what="answer on its TLS port",
+            wait_until(functools.partial(ca_answers, client), node=node.name, what="answer on its TLS port",
                        log=str(self.layout.log(node)), timeout=30, alive=self._alive_check(state, node))
             registrar = client.enroll("registrar", secrets_by_org[org.name])
-            directory = self.layout.user(org, "ca-admin")
-            (directory).mkdir(parents=True, exist_ok=True)
-            (directory / "cert.pem").write_bytes(registrar.identity.certificate_pem)
-            write_private(directory / "key.pem", registrar.signer.private_pem())
+            save_registrar(self.layout, org, registrar)
 
     def _ca_client(self, org: Organization) -> CAClient:
-        node = self.config.ca(org)
-        return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
-                        tls_root_pem=self.layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+        return ca_client(self.config, self.layout, org)
 
     def _issue_crypto(self) -> None:
-        from fedledger.fabric.ca import Enrollment
-        from fedledger.fabric.identity import Identity, Signer
-
-        def issue(org: Organization) -> None:
-            directory = self.layout.user(org, "ca-admin")
-            registrar = Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
-                                   Signer.from_pem((directory / "key.pem").read_bytes()), b"")
-            issuer = OrgIssuer(org, self.layout, self._ca_client(org), registrar, self.layout.ca_root(org).read_bytes())
-            issuer.issue_org()
-            nodes = self.config.orderers() if org.kind == "orderer" else (
-                self.config.peer(org), self.config.chaincode_service(org))
-            for node in nodes:
-                issuer.issue_node(node)
-
-        with ThreadPoolExecutor(max_workers=len(self.config.organizations)) as pool:
-            for future in [pool.submit(issue, org) for org in self.config.organizations]:
-                future.result()
+        issue_consortium(self.config, self.layout)
 
     # -- orderers
 
+    def _places(self, node: Node) -> NodePlaces:
+        layout = self.layout
+        return NodePlaces(msp=layout.msp(node), tls=layout.tls(node), data=layout.data(node), listen_host="127.0.0.1",
+                          listen_port=node.port, announce=f"127.0.0.1:{node.port}",
+                          operations_port=node.operations_port or 0, admin_port=node.admin_port or 0,
+                          chaincode_port=node.chaincode_port or 0)
+
     def _orderer_spec(self, node: Node) -> ProcessSpec:
         layout = self.layout
-        tls, data = layout.tls(node), layout.data(node)
-        assert node.admin_port is not None and node.operations_port is not None
-        settings = yaml.safe_load((self.fabric_config / "orderer.yaml").read_text())
-        general = settings["General"]
-        general.update({
-            "ListenAddress": "127.0.0.1", "ListenPort": node.port, "BootstrapMethod": "none",
-            "LocalMSPDir": str(layout.msp(node)), "LocalMSPID": node.org.msp_id,
-        })
-        general["TLS"].update({"Enabled": True, "PrivateKey": str(tls / "server.key"),
-                               "Certificate": str(tls / "server.crt"), "RootCAs": [str(tls / "ca.crt")],
-                               "ClientAuthRequired": False})
-        # Raft traffic between orderers reuses the main listener and authenticates with the TLS pair.
-        general["Cluster"].update({"ClientCertificate": str(tls / "server.crt"),
-                                   "ClientPrivateKey": str(tls / "server.key")})
-        settings["FileLedger"]["Location"] = str(data / "ledger")
-        settings["Consensus"] = {"WALDir": str(data / "etcdraft" / "wal"), "SnapDir": str(data / "etcdraft" / "snapshot")}
-        settings["Operations"]["ListenAddress"] = f"127.0.0.1:{node.operations_port}"
-        settings["Admin"] = {"ListenAddress": f"127.0.0.1:{node.admin_port}", "TLS": {
-            "Enabled": True, "Certificate": str(tls / "server.crt"), "PrivateKey": str(tls / "server.key"),
-            "ClientAuthRequired": True, "ClientRootCAs": [str(tls / "ca.crt")]}}
-        settings["ChannelParticipation"] = {"Enabled": True, "MaxRequestBodySize": "1 MB"}
+        settings = orderer_settings(self.fabric_config / "orderer.yaml", node, self._places(node))
         config_dir = layout.config(node)
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "orderer.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -343,36 +295,9 @@ class NativeNetwork:
 
     def _peer_spec(self, node: Node) -> ProcessSpec:
         layout = self.layout
-        tls, data = layout.tls(node), layout.data(node)
-        settings = yaml.safe_load((self.fabric_config / "core.yaml").read_text())
-        peer = settings["peer"]
-        address = f"127.0.0.1:{node.port}"
-        peer.update({
-            "id": node.name, "networkId": f"fedledger-{self.config.base_port}", "listenAddress": address,
-            "address": address, "chaincodeListenAddress": f"127.0.0.1:{node.chaincode_port}",
-            "chaincodeAddress": f"127.0.0.1:{node.chaincode_port}", "fileSystemPath": str(data),
-            "mspConfigPath": str(layout.msp(node)), "localMspId": node.org.msp_id,
-        })
-        # One peer per company: it leads its org and pulls blocks from the orderers itself.
-        peer["gossip"].update({"bootstrap": address, "externalEndpoint": address,
-                               "useLeaderElection": False, "orgLeader": True,
-                               # Fabric's defaults (alive every 5 s, reconnect every 25 s, state
-                               # info every 4 s) leave a new channel's peers unaware of the other
-                               # orgs for ~30 s, and until then the Gateway cannot gather a
-                               # majority. On loopback, second-scale intervals cost nothing.
-                               "aliveTimeInterval": "1s", "aliveExpirationTimeout": "5s",
-                               "reconnectInterval": "2s", "pullInterval": "1s",
-                               "requestStateInfoInterval": "1s", "publishStateInfoInterval": "1s"})
-        peer["tls"].update({"enabled": True, "clientAuthRequired": False,
-                            "cert": {"file": str(tls / "server.crt")}, "key": {"file": str(tls / "server.key")},
-                            "rootcert": {"file": str(tls / "ca.crt")},
-                            "clientCert": {"file": str(tls / "server.crt")},
-                            "clientKey": {"file": str(tls / "server.key")}})
-        # No Docker: chaincode runs only as a service, found through our external builder.
-        settings["vm"]["endpoint"] = ""
-        settings["chaincode"]["externalBuilders"] = [{"name": "fedledger-ccaas", "path": str(BUILDER)}]
-        settings["ledger"]["snapshots"]["rootDir"] = str(data / "snapshots")
-        settings["operations"]["listenAddress"] = f"127.0.0.1:{node.operations_port}"
+        settings = peer_settings(self.fabric_config / "core.yaml", node, self._places(node),
+                                 network_id=f"fedledger-{self.config.base_port}", builder=BUILDER,
+                                 chaincode_host="127.0.0.1")
         config_dir = layout.config(node)
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "core.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -463,25 +388,7 @@ class NativeNetwork:
     # -- connection profile
 
     def _write_profile(self) -> None:
-        """connection.json: what a client needs to reach each company's peer as its admin or client."""
-        orgs: dict[str, object] = {}
-        for org in self.config.companies:
-            peer = self.config.peer(org)
-            users = {}
-            for user in ("admin", "client"):
-                msp = self.layout.user(org, user) / "msp"
-                users[user] = {"cert": str(msp / "signcerts" / "cert.pem"), "key": str(msp / "keystore" / "key.pem")}
-            orgs[org.name] = {"msp_id": org.msp_id,
-                              "peer": {"address": f"127.0.0.1:{peer.port}", "tls_ca": str(self.layout.ca_root(org)),
-                                       "server_name": peer.host},
-                              "ca": {"url": f"https://127.0.0.1:{self.config.ca(org).port}",
-                                     "name": org.ca_name, "tls_ca": str(self.layout.ca_root(org))},
-                              "users": users}
-        profile = {"channel": self.config.channel, "chaincode": self.config.chaincode, "orgs": orgs,
-                   "orderers": [{"address": f"127.0.0.1:{n.port}",
-                                 "tls_ca": str(self.layout.ca_root(self.config.orderer_org))}
-                                for n in self.config.orderers()]}
-        self.layout.profile.write_text(json.dumps(profile, indent=2, sort_keys=True))
+        write_profile(self.config, self.layout)
 
     # ---------------------------------------------------------------- resume
 
@@ -542,7 +449,7 @@ class NativeNetwork:
             raise NetworkStateError(f"no network in {self.layout.home}; run `fedledger network up`")
         by_name = {n.name: n for n in self.config.nodes()}
         result = []
-        for name, entry in sorted(state["nodes"].items(), key=lambda kv: _role_order(kv[1]["role"], kv[0])):
+        for name, entry in sorted(state["nodes"].items(), key=lambda kv: role_order(kv[1]["role"], kv[0])):
             alive = self._alive(entry)
             node = by_name.get(name)
             answers = alive and node is not None and self._answers(node)
@@ -552,7 +459,7 @@ class NativeNetwork:
 
     @staticmethod
     def _targets(state: dict[str, Any]) -> list[tuple[int, str]]:
-        nodes = sorted(state.get("nodes", {}).values(), key=lambda e: -_role_order(e["role"], "")[0])
+        nodes = sorted(state.get("nodes", {}).values(), key=lambda e: -role_order(e["role"], "")[0])
         return [(e["pid"], str(e["spec"]["argv"][0])) for e in nodes if isinstance(e.get("pid"), int)]
 
     def down(self, *, purge: bool = False) -> list[int]:
@@ -570,14 +477,3 @@ class NativeNetwork:
             shutil.rmtree(self.layout.home)
         return stopped
 
-
-def _role_order(role: str, name: str) -> tuple[int, str]:
-    return {"ca": 0, "orderer": 1, "peer": 2, "chaincode": 3}.get(role, 9), name
-
-
-def _ca_answers(client: CAClient) -> bool:
-    try:
-        client.info()
-    except CAUnreachableError:
-        return False
-    return True

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from concurrent.futures import ThreadPoolExecutor
+
+from fedledger.errors import CAUnreachableError, NetworkStateError
 from fedledger.fabric.ca import CAClient, Enrollment
-from fedledger.network.config import Node, Organization
+from fedledger.fabric.identity import Identity, Signer
+from fedledger.network.config import ConsortiumConfig, Node, Organization
 from fedledger.network.layout import Layout
 
 # The roles a demo company's client identity may claim in the ledger (chaincode attribute).
@@ -123,3 +127,53 @@ class OrgIssuer:
         assert tls is not None
         write_local_msp(self.layout.msp(node), ecert, self.ca_pem)
         write_tls(self.layout.tls(node), tls, self.ca_pem)
+
+
+def ca_client(config: ConsortiumConfig, layout: Layout, org: Organization) -> CAClient:
+    """A client of ``org``'s CA at its port on this host, trusting the CA's own root."""
+    node = config.ca(org)
+    return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
+                    tls_root_pem=layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
+
+
+def ca_answers(client: CAClient) -> bool:
+    """Whether the CA answers ``cainfo`` over verified TLS."""
+    try:
+        client.info()
+    except CAUnreachableError:
+        return False
+    return True
+
+
+def save_registrar(layout: Layout, org: Organization, registrar: Enrollment) -> None:
+    """Keep the CA's bootstrap registrar (key 0600) for later registrations (company enroll)."""
+    directory = layout.user(org, "ca-admin")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(registrar.identity.certificate_pem)
+    write_private(directory / "key.pem", registrar.signer.private_pem())
+
+
+def load_registrar(layout: Layout, org: Organization) -> Enrollment:
+    """The registrar ``save_registrar`` kept for ``org``'s CA."""
+    directory = layout.user(org, "ca-admin")
+    try:
+        return Enrollment(Identity(org.msp_id, (directory / "cert.pem").read_bytes()),
+                          Signer.from_pem((directory / "key.pem").read_bytes()), b"")
+    except FileNotFoundError:
+        raise NetworkStateError(f"no CA registrar for {org.name} in {directory}; was the network brought "
+                                "up by `fedledger network up`?") from None
+
+
+def issue_consortium(config: ConsortiumConfig, layout: Layout) -> None:
+    """Every org's identities and TLS pairs, from its own CA (the orgs in parallel)."""
+    def issue(org: Organization) -> None:
+        issuer = OrgIssuer(org, layout, ca_client(config, layout, org), load_registrar(layout, org),
+                           layout.ca_root(org).read_bytes())
+        issuer.issue_org()
+        nodes = config.orderers() if org.kind == "orderer" else (config.peer(org), config.chaincode_service(org))
+        for node in nodes:
+            issuer.issue_node(node)
+
+    with ThreadPoolExecutor(max_workers=len(config.organizations)) as pool:
+        for future in [pool.submit(issue, org) for org in config.organizations]:
+            future.result()
