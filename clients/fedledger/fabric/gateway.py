@@ -8,6 +8,7 @@ always verified against the given root certificates; there is no plaintext mode.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from types import TracebackType
 
 import grpc
@@ -55,12 +56,23 @@ def connect(address: str, *, identity: Identity, signer: Signer | None, tls_root
     Raises
     ------
     FabricError
-        A malformed address or certificate, or a signer whose key is not the identity's.
+        A malformed address or certificate, an expired (or not yet valid) certificate, or a signer
+        whose key is not the identity's.
     """
     if not _ADDRESS.match(address):
         raise FabricError(f"the gateway address must be host:port, got {address!r}")
     if b"-----BEGIN CERTIFICATE-----" not in tls_root_certificates:
         raise FabricError(f"the TLS root certificates for {address} are not PEM certificates")
+    certificate = identity.certificate
+    now = datetime.now(timezone.utc)
+    if certificate.not_valid_after_utc < now:
+        # Every peer would refuse it with "access denied"; say why here, before anything is sent.
+        raise FabricError(f"the certificate of this {identity.msp_id} identity (fingerprint {identity.fingerprint[:16]}) "
+                          f"expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; reenroll it at its CA "
+                          "(CAClient.reenroll) or enroll a new one")
+    if certificate.not_valid_before_utc > now:
+        raise FabricError(f"the certificate of this {identity.msp_id} identity is not valid before "
+                          f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; check this machine's clock")
     if signer is not None and not signer.matches(identity.certificate):
         raise FabricError(f"the signer's key does not match the certificate of the {identity.msp_id} identity "
                           f"(fingerprint {identity.fingerprint[:16]}); load the key issued with that certificate")

@@ -56,6 +56,16 @@ def test_connect_checks_its_arguments_before_connecting() -> None:
                 endorse_timeout=0)
 
 
+def test_an_expired_or_not_yet_valid_certificate_is_named_before_anything_is_sent() -> None:
+    expired, early = self_signed("old", valid_days=(-30, -1)), self_signed("new", valid_days=(2, 30))
+    pem = expired.identity.certificate_pem
+
+    with pytest.raises(FabricError, match="expired on .*reenroll"):
+        connect("peer0:7051", identity=expired.identity, signer=expired.signer, tls_root_certificates=pem)
+    with pytest.raises(FabricError, match="not valid before"):
+        connect("peer0:7051", identity=early.identity, signer=early.signer, tls_root_certificates=pem)
+
+
 def test_a_gateway_reports_where_it_connects_and_as_whom() -> None:
     client = self_signed("client", msp_id="CarrierMSP")
 
