@@ -26,6 +26,7 @@ from fedledger.fabric.ca import CAClient
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer
 from fedledger.network import ConsortiumConfig, NativeNetwork
+from fedledger.network.docker import DockerNetwork
 from fedledger.network.processes import port_in_use
 
 
@@ -107,9 +108,9 @@ def free_base_port(companies: int, start: int = 27000) -> int:
 
 @dataclass
 class Consortium:
-    """A running network and what clients need to use it."""
+    """A running network (processes or containers) and what clients need to use it."""
 
-    net: NativeNetwork
+    net: NativeNetwork | DockerNetwork
     profile: dict[str, object]
 
     @property

@@ -13,19 +13,16 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from fedledger.errors import NetworkConfigError, NetworkError
-from fedledger.fabric.gateway import Gateway, connect
-from fedledger.fabric.identity import Identity, Signer
 from fedledger.network import ConsortiumConfig, NativeNetwork
 from fedledger.network.docker import ContainerStatus, DockerNetwork, check_demo, default_images
 
-from .conftest import free_base_port
+from .conftest import Consortium, free_base_port
 
 REPO = Path(__file__).resolve().parents[2]
 # Base ports of the docker tests: away from a user's network (17000) and from the native tests'
@@ -76,45 +73,16 @@ def _project_networks(project: str) -> list[str]:
     return done.stdout.split()
 
 
-@dataclass
-class DockerConsortium:
-    """A consortium running in containers and what its clients read (the connection profile)."""
-
-    net: DockerNetwork
-    profile: dict[str, object]
-
-    @property
-    def channel(self) -> str:
-        return self.net.config.channel
-
-    @property
-    def chaincode(self) -> str:
-        return self.net.config.chaincode
-
-    def identity(self, org: str, user: str = "client") -> tuple[Identity, Signer]:
-        entry = self.profile["orgs"][org]  # type: ignore[index]
-        paths = entry["users"][user]
-        return (Identity(entry["msp_id"], Path(paths["cert"]).read_bytes()),
-                Signer.from_pem(Path(paths["key"]).read_bytes()))
-
-    def gateway(self, org: str, user: str = "client") -> Gateway:
-        """A Gateway connection as ``user`` of ``org`` to the org's peer, at its published port."""
-        identity, signer = self.identity(org, user)
-        peer = self.profile["orgs"][org]["peer"]  # type: ignore[index]
-        return connect(str(peer["address"]), identity=identity, signer=signer,
-                       tls_root_certificates=Path(peer["tls_ca"]).read_bytes())
-
-
 @pytest.fixture(scope="module")
 def docker_consortium(docker_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-                      ) -> Iterator[DockerConsortium]:
+                      ) -> Iterator[Consortium]:
     home = tmp_path_factory.mktemp("docker-consortium")
     net = DockerNetwork(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_BASE)), home)
     report = net.up()
     print(f"docker consortium up in {report.seconds:.1f} s: "
           + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in report.steps))
     try:
-        yield DockerConsortium(net, json.loads(net.layout.profile.read_text()))
+        yield Consortium(net, json.loads(net.layout.profile.read_text()))
     finally:
         net.down(purge=True)
         assert _project_containers(net.project) == []
@@ -142,7 +110,7 @@ def test_the_compose_file_and_the_docker_runtime_agree_on_services_and_variables
     assert default_images()["FEDLEDGER_PEER_IMAGE"] == "hyperledger/fabric-peer:2.5.0"
 
 
-def test_every_node_runs_in_its_own_container_and_answers(docker_consortium: DockerConsortium) -> None:
+def test_every_node_runs_in_its_own_container_and_answers(docker_consortium: Consortium) -> None:
     nodes = docker_consortium.net.status()
 
     roles = sorted(n.role for n in nodes)
@@ -155,7 +123,7 @@ def test_every_node_runs_in_its_own_container_and_answers(docker_consortium: Doc
 
 
 def test_the_chaincode_is_invoked_and_queried_through_the_peers_of_two_organizations(
-        docker_consortium: DockerConsortium) -> None:
+        docker_consortium: Consortium) -> None:
     identity, _ = docker_consortium.identity("Carrier", "admin")
     with docker_consortium.gateway("Carrier", "admin") as gateway:
         contract = gateway.network(docker_consortium.channel).contract(docker_consortium.chaincode)
@@ -177,7 +145,7 @@ def test_the_chaincode_is_invoked_and_queried_through_the_peers_of_two_organizat
 
 
 def test_the_connection_profile_is_the_one_the_native_runtime_writes(
-        docker_consortium: DockerConsortium, tmp_path: Path) -> None:
+        docker_consortium: Consortium, tmp_path: Path) -> None:
     native = NativeNetwork(docker_consortium.net.config, tmp_path / "native")
     native.layout.home.mkdir()
     native._write_profile()
@@ -187,7 +155,7 @@ def test_the_connection_profile_is_the_one_the_native_runtime_writes(
 
 
 def test_down_removes_every_container_and_a_later_up_resumes_the_same_ledger(
-        docker_consortium: DockerConsortium) -> None:
+        docker_consortium: Consortium) -> None:
     net = docker_consortium.net
     before = {n.container for n in net.status() if isinstance(n, ContainerStatus)}
 

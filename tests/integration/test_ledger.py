@@ -277,6 +277,17 @@ def chaincode_message(err: GatewayError) -> list[str]:
     return [detail.message for detail in err.details]
 
 
+def collecting_round(members: Members, prefix: str, submitters: tuple[Member, ...]) -> str:
+    """A fresh task whose round 1 is open and holds one update from each of ``submitters``."""
+    task = unique_task(prefix)
+    members.publisher.ledger.create_task(genesis(task, members))
+    members.publisher.ledger.open_round(task, 1, epsilon_after="1")
+    for m in submitters:
+        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
+                               compute_millis=5)
+    return task
+
+
 @contextmanager
 def refused(message: str, snapshot: Callable[[], object]) -> Iterator[None]:
     """Expect the write in the ``with`` block to be refused by the chaincode with ``message``, verbatim,
@@ -543,12 +554,7 @@ def test_a_replayed_update_is_rejected_and_the_ledger_is_unchanged(members: Memb
 
 def test_an_update_to_a_closed_round_is_rejected_and_the_ledger_is_unchanged(members: Members) -> None:
     pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = unique_task("late")
-    pub.ledger.create_task(genesis(task, members))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
-    for m in (bolt, cargo):
-        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
-                               compute_millis=5)
+    task = collecting_round(members, "late", (bolt, cargo))
     acme.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
     for m in (bolt, cargo):
         m.ledger.vote(task, 1, valid=True)
@@ -561,13 +567,8 @@ def test_an_update_to_a_closed_round_is_rejected_and_the_ledger_is_unchanged(mem
 
 
 def test_only_the_leader_records_an_aggregate_and_only_of_updates_that_exist(members: Members) -> None:
-    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = unique_task("aggregate")
-    pub.ledger.create_task(genesis(task, members))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
-    for m in (acme, bolt):
-        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
-                               compute_millis=5)
+    acme, bolt, cargo = members.acme, members.bolt, members.cargo
+    task = collecting_round(members, "aggregate", (acme, bolt))
 
     def snapshot() -> object:
         return state_of(members, task, rounds=(1,), companies=(acme, bolt, cargo))
@@ -580,13 +581,8 @@ def test_only_the_leader_records_an_aggregate_and_only_of_updates_that_exist(mem
 
 
 def test_a_vote_by_a_company_not_on_the_committee_is_rejected(members: Members) -> None:
-    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = unique_task("outsider")
-    pub.ledger.create_task(genesis(task, members))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
-    for m in (acme, cargo):
-        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
-                               compute_millis=5)
+    acme, bolt, cargo = members.acme, members.bolt, members.cargo
+    task = collecting_round(members, "outsider", (acme, cargo))
     acme.ledger.record_aggregate(task, 1, included=[acme.company, cargo.company], aggregate_sha256=sha("agg"))
 
     with refused(f"company ledger-outsider is not on the committee of task {task}",
@@ -639,12 +635,7 @@ def test_a_revoked_company_can_do_nothing_and_revocation_is_final(members: Membe
 
 def test_a_committee_that_rejects_the_aggregate_fails_the_round_and_penalizes_the_leader(members: Members) -> None:
     pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = unique_task("rejected")
-    pub.ledger.create_task(genesis(task, members))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
-    for m in (bolt, cargo):
-        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
-                               compute_millis=5)
+    task = collecting_round(members, "rejected", (bolt, cargo))
     acme.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
     leader_before = pub.ledger.get_company(acme.company)
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from fedledger.network import default_home
+from fedledger.cli.options import add_common, home_of
 
 EXIT_AUDIT_FAILED = 4
 
@@ -20,9 +19,7 @@ def register(nouns: Any) -> None:
     verbs = audit.add_subparsers(dest="verb", required=True, metavar="<verb>")
     verify = verbs.add_parser("verify", help="every round: updates, aggregate, votes, model, epsilon")
     verify.add_argument("task_id")
-    verify.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
-    verify.add_argument("--as", dest="identity", default="coordinator", help="the wallet identity to read as")
-    verify.add_argument("--json", action="store_true", help="print one JSON document")
+    add_common(verify, identity=True)
     verify.set_defaults(run=run_verify)
 
 
@@ -30,8 +27,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from fedledger.fl.audit import audit_task
     from fedledger.fl.company import CompanySession
 
-    home = Path(args.home).resolve() if args.home else default_home()
-    with CompanySession.open(home, args.identity) as session:
+    with CompanySession.open(home_of(args), args.identity) as session:
         report = audit_task(session.ledger, session.store, args.task_id)
     if args.json:
         print(json.dumps({"task_id": report.task_id, "rounds": report.rounds, "ok": report.ok,

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import GatewayError, WalletError
-from fedledger.fabric.ca import Enrollment
 from fedledger.fabric.contract import Contract
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer
-from fedledger.network import NativeNetwork, default_home
+from fedledger.cli.options import add_common, home_of
+from fedledger.network import NativeNetwork
 from fedledger.network.companies import Consortium, check_name, describe, parse_roles
 from fedledger.network.config import Organization
 
@@ -22,36 +22,31 @@ def register(nouns: Any) -> None:
     parser = nouns.add_parser("company", help="enroll, list, show and revoke company identities")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
-        p.add_argument("--json", action="store_true", help="print one JSON document")
-
     enroll = verbs.add_parser("enroll", help="register and enroll a company at its org's CA and record it on the ledger")
-    common(enroll)
+    add_common(enroll)
     enroll.add_argument("name", help="the company's name (a-z 0-9 . _ -)")
     enroll.add_argument("--org", required=True, help="the organization it belongs to (e.g. Manufacturer)")
     enroll.add_argument("--role", required=True, help="participant, committee, publisher, or a comma-separated mix")
     enroll.set_defaults(run=run_enroll)
 
     listing = verbs.add_parser("list", help="the companies in the wallet")
-    common(listing)
+    add_common(listing)
     listing.set_defaults(run=run_list)
 
     show = verbs.add_parser("show", help="a company's identity and its ledger record")
-    common(show)
+    add_common(show)
     show.add_argument("name")
     show.set_defaults(run=run_show)
 
     revoke = verbs.add_parser("revoke", help="revoke a company: on the ledger, at its CA and in the channel's CRL")
-    common(revoke)
+    add_common(revoke)
     revoke.add_argument("name")
     revoke.add_argument("--reason", default="", help="a CRL reason (e.g. keycompromise)")
     revoke.set_defaults(run=run_revoke)
 
 
 def _consortium(args: argparse.Namespace) -> Consortium:
-    home = Path(args.home).resolve() if args.home else default_home()
-    return Consortium(NativeNetwork.open(home))
+    return Consortium(NativeNetwork.open(home_of(args)))
 
 
 def _gateway(consortium: Consortium, org: Organization, identity: Identity, signer: Signer) -> Gateway:
@@ -72,8 +67,10 @@ def _org_admin(consortium: Consortium, org: Organization) -> tuple[Identity, Sig
             Signer.from_pem((msp / "keystore" / "key.pem").read_bytes()))
 
 
-def _ledger_record(consortium: Consortium, org: Organization, enrollment: Enrollment, name: str) -> dict[str, Any] | None:
-    with _gateway(consortium, org, enrollment.identity, enrollment.signer) as gateway:
+def _ledger_record(consortium: Consortium, org: Organization, identity: Identity, signer: Signer,
+                   name: str) -> dict[str, Any] | None:
+    """The company's record on the ledger, read as ``identity``; None if it is not registered."""
+    with _gateway(consortium, org, identity, signer) as gateway:
         try:
             record: dict[str, Any] = json.loads(_contract(consortium, gateway).evaluate("GetCompany", [name]))
         except GatewayError as err:
@@ -102,12 +99,12 @@ def run_enroll(args: argparse.Namespace) -> int:
             raise
         _progress(f"registering and enrolling {args.name} at {org.ca_name}")
         enrollment = consortium.enroll(args.name, org=org.name, roles=roles)
-    record = _ledger_record(consortium, org, enrollment, args.name)
+    record = _ledger_record(consortium, org, enrollment.identity, enrollment.signer, args.name)
     if record is None:
         _progress(f"recording {args.name} on the ledger (RegisterCompany, signed by {args.name} itself)")
         with _gateway(consortium, org, enrollment.identity, enrollment.signer) as gateway:
             _contract(consortium, gateway).submit("RegisterCompany", [args.name, roles, enrollment.identity.fingerprint])
-        record = _ledger_record(consortium, org, enrollment, args.name)
+        record = _ledger_record(consortium, org, enrollment.identity, enrollment.signer, args.name)
     document = {**describe({"label": args.name, "msp_id": org.msp_id, "enrollment_id": enrollment.enrollment_id,
                             "fingerprint": enrollment.identity.fingerprint}, enrollment), "ledger": record}
     if args.json:
@@ -136,14 +133,7 @@ def run_show(args: argparse.Namespace) -> int:
     consortium = _consortium(args)
     enrollment = consortium.wallet.get(args.name)
     org = next(o for o in consortium.net.config.companies if o.msp_id == enrollment.identity.msp_id)
-    admin = _org_admin(consortium, org)
-    with _gateway(consortium, org, *admin) as gateway:
-        try:
-            record: dict[str, Any] | None = json.loads(_contract(consortium, gateway).evaluate("GetCompany", [args.name]))
-        except GatewayError as err:
-            if "is not registered" not in str(err):
-                raise
-            record = None
+    record = _ledger_record(consortium, org, *_org_admin(consortium, org), args.name)
     entry = {"label": args.name, "msp_id": enrollment.identity.msp_id, "enrollment_id": enrollment.enrollment_id,
              "fingerprint": enrollment.identity.fingerprint}
     document = {**describe(entry, enrollment), "ledger": record}
@@ -159,19 +149,13 @@ def run_revoke(args: argparse.Namespace) -> int:
     consortium = _consortium(args)
     enrollment = consortium.wallet.get(args.name)
     org = next(o for o in consortium.net.config.companies if o.msp_id == enrollment.identity.msp_id)
-    on_ledger = False
-    with _gateway(consortium, org, *_org_admin(consortium, org)) as gateway:
-        contract = _contract(consortium, gateway)
-        try:
-            status = json.loads(contract.evaluate("GetCompany", [args.name])).get("status")
-            on_ledger = True
-        except GatewayError as err:
-            if "is not registered" not in str(err):
-                raise
-            status = None
-        if on_ledger and status != "revoked":
-            _progress(f"recording the revocation of {args.name} on the ledger (by {org.name}'s admin)")
-            contract.submit("SetCompanyStatus", [args.name, "revoked"])
+    admin = _org_admin(consortium, org)
+    record = _ledger_record(consortium, org, *admin, args.name)
+    on_ledger = record is not None
+    if record is not None and record.get("status") != "revoked":
+        _progress(f"recording the revocation of {args.name} on the ledger (by {org.name}'s admin)")
+        with _gateway(consortium, org, *admin) as gateway:
+            _contract(consortium, gateway).submit("SetCompanyStatus", [args.name, "revoked"])
     _progress(f"revoking {args.name}'s certificates at {org.ca_name} and publishing the CRL in the channel")
     consortium.revoke(args.name, reason=args.reason)
     if args.json:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import NetworkStateError
-from fedledger.network import ConsortiumConfig, NativeNetwork, default_home
+from fedledger.cli.options import add_common, home_of
+from fedledger.network import ConsortiumConfig, NativeNetwork
 from fedledger.network.config import DEFAULT_CONFIG
 from fedledger.network.docker import ContainerStatus, DockerNetwork, check_demo
 
@@ -22,14 +23,8 @@ def register(nouns: Any) -> None:
     parser = nouns.add_parser("network", help="bring the consortium up, inspect it, tear it down")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--home", type=Path, default=None,
-                       help="where the network's state, ledgers, keys and logs live "
-                            "(default $FEDLEDGER_HOME or ~/.fedledger)")
-        p.add_argument("--json", action="store_true", help="print one JSON document")
-
     up = verbs.add_parser("up", help="bring the consortium up (or resume a stopped one)")
-    common(up)
+    add_common(up)
     up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="consortium file (network/consortium.toml)")
     up.add_argument("--base-port", type=int, default=None, help="first port of the consortium's port plan")
     up.add_argument("--runtime", choices=RUNTIMES, default=None,
@@ -38,18 +33,14 @@ def register(nouns: Any) -> None:
     up.set_defaults(run=run_up)
 
     status = verbs.add_parser("status", help="list every node and whether it answers")
-    common(status)
+    add_common(status)
     status.set_defaults(run=run_status)
 
     down = verbs.add_parser("down", help="stop every node this network started")
-    common(down)
+    add_common(down)
     down.add_argument("--purge", action="store_true", help="also delete ledgers, keys and logs")
     down.add_argument("--yes", action="store_true", help="do not ask before --purge deletes")
     down.set_defaults(run=run_down)
-
-
-def _home(args: argparse.Namespace) -> Path:
-    return Path(args.home).resolve() if args.home else default_home()
 
 
 Network = NativeNetwork | DockerNetwork
@@ -73,7 +64,7 @@ def _progress(message: str) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    home = _home(args)
+    home = home_of(args)
     net: Network
     if (home / "network.json").exists():
         recorded = _recorded_runtime(home)
@@ -113,7 +104,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    net = _open(_home(args))
+    net = _open(home_of(args))
     nodes = net.status()
     healthy = all(n.running and n.answers for n in nodes)
     if args.json:
@@ -135,7 +126,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    home = _home(args)
+    home = home_of(args)
     if args.purge and not args.yes:
         if not sys.stdin.isatty():
             print(f"fedledger: --purge deletes {home} (ledgers, keys, logs); add --yes to confirm", file=sys.stderr)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import FedLedgerError
-from fedledger.network import default_home
+from fedledger.cli.options import add_common, home_of
 
 # Task file keys (kebab-case TOML, or the same keys in JSON) and their TaskSpec fields.
 _FIELDS = {"task-id": "task_id", "model": "model", "rounds": "rounds", "participants": "participants",
@@ -22,33 +22,24 @@ _FIELDS = {"task-id": "task_id", "model": "model", "rounds": "rounds", "particip
 
 
 def register(nouns: Any) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
-        p.add_argument("--as", dest="identity", default="coordinator", help="the wallet identity to act as")
-        p.add_argument("--json", action="store_true", help="print one JSON document")
-
     task = nouns.add_parser("task", help="create and show training tasks")
     verbs = task.add_subparsers(dest="verb", required=True, metavar="<verb>")
     create = verbs.add_parser("create", help="publish a task from a TOML or JSON task file")
-    common(create)
+    add_common(create, identity=True)
     create.add_argument("file", type=Path)
     create.set_defaults(run=run_create)
     show = verbs.add_parser("show", help="a task's genesis and state")
-    common(show)
+    add_common(show, identity=True)
     show.add_argument("task_id")
     show.set_defaults(run=run_show)
 
     round_ = nouns.add_parser("round", help="show a task's rounds")
     round_verbs = round_.add_subparsers(dest="verb", required=True, metavar="<verb>")
     round_show = round_verbs.add_parser("show", help="a round's record, updates and votes")
-    common(round_show)
+    add_common(round_show, identity=True)
     round_show.add_argument("task_id")
     round_show.add_argument("round", type=int)
     round_show.set_defaults(run=run_round_show)
-
-
-def _home(args: argparse.Namespace) -> Path:
-    return Path(args.home).resolve() if args.home else default_home()
 
 
 def load_task_file(path: Path) -> dict[str, Any]:
@@ -87,7 +78,7 @@ def run_create(args: argparse.Namespace) -> int:
     except TypeError as err:
         raise FedLedgerError(f"task file {args.file}: {err}") from None
     initial = tasks.get_flat(tasks.build_model(spec.model))
-    home = _home(args)
+    home = home_of(args)
     publish(home, spec, publisher=args.identity, initial_model=initial,
             progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     return _show_task(home, args.identity, spec.task_id, as_json=args.json)
@@ -114,13 +105,13 @@ def _show_task(home: Path, identity: str, task_id: str, *, as_json: bool) -> int
 
 
 def run_show(args: argparse.Namespace) -> int:
-    return _show_task(_home(args), args.identity, args.task_id, as_json=args.json)
+    return _show_task(home_of(args), args.identity, args.task_id, as_json=args.json)
 
 
 def run_round_show(args: argparse.Namespace) -> int:
     from fedledger.fl.company import CompanySession
 
-    with CompanySession.open(_home(args), args.identity) as session:
+    with CompanySession.open(home_of(args), args.identity) as session:
         record = session.ledger.get_round(args.task_id, args.round)
         updates = session.ledger.list_updates(args.task_id, args.round)
         votes = session.ledger.list_votes(args.task_id, args.round)

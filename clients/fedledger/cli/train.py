@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import FedLedgerError
-from fedledger.network import default_home
+from fedledger.cli.options import add_common, home_of
 
 
 def register(nouns: Any) -> None:
     parser = nouns.add_parser("train", help="publish a task and train it, every round recorded on the ledger")
-    parser.add_argument("--home", type=Path, default=None, help="the network's home (default $FEDLEDGER_HOME or ~/.fedledger)")
+    add_common(parser)
     parser.add_argument("--company", action="append", default=[], metavar="NAME@ORG",
                         help="a participating company and its organization (repeat; default: one per org)")
     parser.add_argument("--coordinator", default="coordinator@Manufacturer", metavar="NAME@ORG",
@@ -45,7 +45,6 @@ def register(nouns: Any) -> None:
     parser.add_argument("--round-timeout", type=float, default=600,
                         help="seconds a round waits for companies' answers before going on without them")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of accuracy and epsilon per round")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(run=run_train)
 
 
@@ -62,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
     from fedledger.fl.training import TrainingConfig, plot, train
     from fedledger.network import NativeNetwork
 
-    home = Path(args.home).resolve() if args.home else default_home()
+    home = home_of(args)
     companies = tuple(_company(c) for c in args.company)
     if not companies:
         net = NativeNetwork.open(home)
