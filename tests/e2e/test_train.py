@@ -18,7 +18,11 @@ from fedledger.privacy import RdpAccountant
 
 from .conftest import CliNetwork
 
-COMMON = ("--key-bits", "1024", "--epsilon", "100", "--noise-multiplier", "0.3", "--round-timeout", "120")
+# Noise small enough that two rounds reliably learn (sigma * S / K = 0.13 per parameter of the
+# average, against updates of ~0.5): at 0.3 the 62-parameter model's accuracy swung from 0.29 to 0.96.
+NOISE_MULTIPLIER = 0.1
+COMMON = ("--key-bits", "1024", "--epsilon", "1000", "--noise-multiplier", str(NOISE_MULTIPLIER),
+          "--round-timeout", "120")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon
             assert store.exists(record["aggregate"]["sha256"])
             assert {v["member"] for v in votes if v["valid"]} >= set(entry["decrypted_by"])
             assert record["model_sha256"] == entry["model_sha256"]
-    expected = RdpAccountant(noise_multiplier=0.3).epsilon_after(2, delta=1e-5)
+    expected = RdpAccountant(noise_multiplier=NOISE_MULTIPLIER).epsilon_after(2, delta=1e-5)
     assert task["epsilon_spent_micro"] == pytest.approx(expected * 1e6, abs=1)
     assert task["status"] == "finished"
 
