@@ -3,7 +3,9 @@ package ledger
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 )
@@ -19,7 +21,8 @@ const (
 // InitialReputation is a new company's reputation, in thousandths (1000 = 1.0).
 const InitialReputation = 1000
 
-// Company is a consortium member's identity on the ledger and its standing.
+// Company is a consortium member's identity on the ledger, its standing, and the public keys it
+// has recorded: the X25519 key a dealer seals its key shares to, and its Flower node's key.
 type Company struct {
 	Name            string   `json:"name"`
 	MSPID           string   `json:"msp_id"`
@@ -29,6 +32,15 @@ type Company struct {
 	Reputation      int64    `json:"reputation"`
 	Stake           int64    `json:"stake"`
 	Tokens          int64    `json:"tokens"`
+	EncryptionKey   string   `json:"encryption_key,omitempty"`
+	NodeKey         string   `json:"node_key,omitempty"`
+}
+
+// roleNames lists the roles for messages, in the order the documentation gives them.
+const roleNames = "participant, committee, publisher or dealer"
+
+func knownRole(r string) bool {
+	return r == RoleParticipant || r == RoleCommittee || r == RolePublisher || r == RoleDealer
 }
 
 func (c *Company) hasRole(role string) bool { return slices.Contains(c.Roles, role) }
@@ -80,8 +92,8 @@ func actingCompany(ctx contractapi.TransactionContextInterface, role string) (*C
 
 // RegisterCompany records a company: the caller's own identity (certFingerprint empty or its
 // own), or, when the caller is its org's admin, the identity with the given fingerprint in the
-// admin's org. roles is a comma-separated subset of participant, committee, publisher; an
-// identity registering itself may claim only roles its certificate's fedledger.role carries.
+// admin's org. roles is a comma-separated subset of participant, committee, publisher, dealer;
+// an identity registering itself may claim only roles its certificate's fedledger.role carries.
 func (c *Contract) RegisterCompany(ctx contractapi.TransactionContextInterface, name, roles, certFingerprint string) error {
 	if err := checkName("company", name); err != nil {
 		return err
@@ -92,11 +104,11 @@ func (c *Contract) RegisterCompany(ctx contractapi.TransactionContextInterface, 
 	}
 	wanted := splitRoles(roles)
 	if len(wanted) == 0 {
-		return fmt.Errorf("company %s needs at least one role (participant, committee or publisher)", name)
+		return fmt.Errorf("company %s needs at least one role (%s)", name, roleNames)
 	}
 	for _, r := range wanted {
-		if r != RoleParticipant && r != RoleCommittee && r != RolePublisher {
-			return fmt.Errorf("unknown role %q: use participant, committee or publisher", r)
+		if !knownRole(r) {
+			return fmt.Errorf("unknown role %q: use %s", r, roleNames)
 		}
 	}
 	switch {
@@ -174,6 +186,71 @@ func (c *Contract) SetCompanyStatus(ctx contractapi.TransactionContextInterface,
 		return err
 	}
 	return emit(ctx, "CompanyStatusChanged", company)
+}
+
+// MaxNodeKeyLength bounds a recorded Flower node public key (PEM or OpenSSH text).
+const MaxNodeKeyLength = 1024
+
+var (
+	// x25519Hex is an X25519 public key (a libsodium sealed-box recipient key) in hex.
+	x25519Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// openSSHKey is an OpenSSH public key line: its type, its base64 body, an optional comment.
+	openSSHKey = regexp.MustCompile(`^(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,2}( [ -~]*)?$`)
+)
+
+func checkEncryptionKey(key string) error {
+	if !x25519Hex.MatchString(key) {
+		return fmt.Errorf("the encryption key must be an X25519 public key (the libsodium sealed-box recipient key) as 64 lower-case hex digits, got %d characters", len(key))
+	}
+	if key == strings.Repeat("0", 64) {
+		return fmt.Errorf("the encryption key is all zeros, which no X25519 key pair has; send the public key of the company's own key pair")
+	}
+	return nil
+}
+
+// checkNodeKey accepts a public key as PEM (printable ASCII lines) or as one OpenSSH line.
+func checkNodeKey(key string) error {
+	if len(key) < 1 || len(key) > MaxNodeKeyLength {
+		return fmt.Errorf("the node key must be 1-%d characters of PEM or OpenSSH text, got %d", MaxNodeKeyLength, len(key))
+	}
+	for i := 0; i < len(key); i++ {
+		if b := key[i]; b != '\n' && (b < 0x20 || b > 0x7e) {
+			return fmt.Errorf("the node key must be printable ASCII (PEM or OpenSSH text); byte %d is 0x%02x", i, b)
+		}
+	}
+	text := strings.TrimSpace(key)
+	if strings.HasPrefix(text, "-----BEGIN ") {
+		if !strings.Contains(text, "\n-----END ") || !strings.HasSuffix(text, "-----") {
+			return fmt.Errorf("the node key starts as PEM but has no -----END line")
+		}
+		return nil
+	}
+	if strings.Contains(text, "\n") || !openSSHKey.MatchString(text) {
+		return fmt.Errorf("the node key must be a public key in PEM (-----BEGIN PUBLIC KEY-----) or one OpenSSH line (ecdsa-sha2-nistp384 AAAA...)")
+	}
+	return nil
+}
+
+// RecordCompanyKeys records, or rotates, the caller's own company's public keys: encryptionKey,
+// the X25519 key (64 hex digits) that dealers seal its key shares to, and nodeKey, its Flower
+// node's public key (PEM or OpenSSH). A share already dealt stays sealed to the key it was dealt
+// to, which its record names.
+func (c *Contract) RecordCompanyKeys(ctx contractapi.TransactionContextInterface, encryptionKey, nodeKey string) error {
+	company, err := actingCompany(ctx, "")
+	if err != nil {
+		return err
+	}
+	if err := checkEncryptionKey(encryptionKey); err != nil {
+		return err
+	}
+	if err := checkNodeKey(nodeKey); err != nil {
+		return err
+	}
+	company.EncryptionKey, company.NodeKey = encryptionKey, nodeKey
+	if err := saveCompany(ctx, company); err != nil {
+		return err
+	}
+	return emit(ctx, "CompanyKeysRecorded", company)
 }
 
 // GetCompany returns a company's record as JSON.

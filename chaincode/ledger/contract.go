@@ -1,5 +1,6 @@
 // Package ledger is the FedLedger chaincode: the consortium's record of companies, training tasks,
-// rounds, encrypted-update hashes, aggregates, committee votes, privacy budget, key custody,
+// rounds, encrypted-update hashes, aggregates, committee votes, privacy budget, key custody
+// (each task's threshold key, dealt by a key-management company, the dealer, as sealed shares),
 // stake and reputation.
 //
 // Every transaction identifies its caller by Fabric identity alone (MSP id, certificate
@@ -32,6 +33,9 @@ const (
 	RoleParticipant = "participant"
 	RoleCommittee   = "committee"
 	RolePublisher   = "publisher"
+	// RoleDealer is the key-management party: it generates a task's threshold key and deals the
+	// shares, sealed to each committee member, and may hold no other place in that task.
+	RoleDealer = "dealer"
 )
 
 // RoleAttribute is the Fabric CA attribute that carries an identity's roles.
@@ -184,6 +188,7 @@ const (
 	kindUpdate      = "update"
 	kindVote        = "vote"
 	kindKeyShare    = "keyshare"
+	kindTaskKey     = "taskkey"
 )
 
 func roundKeyPart(n int) string { return fmt.Sprintf("%06d", n) }

@@ -1,21 +1,25 @@
 package ledger
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"fedledger/chaincode/internal/ledgertest"
 )
 
-// consortium is three company orgs with one identity each, a publisher, and each org's admin.
+// consortium is three company orgs with one identity each, a publisher, a key dealer, and each
+// org's admin. The committee members have recorded their encryption and node keys.
 type consortium struct {
 	ledger                 *ledgertest.Ledger
 	publisher, acme, bolt  *ledgertest.Identity
-	cargo, stranger        *ledgertest.Identity
+	cargo, stranger, kmc   *ledgertest.Identity
 	admin1, admin2, admin3 *ledgertest.Identity
 }
 
@@ -27,7 +31,8 @@ func newConsortium(t *testing.T) *consortium {
 		acme:      ledgertest.NewIdentity(t, "ManufacturerMSP", "acme", "participant,committee"),
 		bolt:      ledgertest.NewIdentity(t, "WarehouseMSP", "bolt", "participant,committee"),
 		cargo:     ledgertest.NewIdentity(t, "CarrierMSP", "cargo", "participant,committee"),
-		stranger:  ledgertest.NewIdentity(t, "CarrierMSP", "stranger", "participant,committee,publisher"),
+		stranger:  ledgertest.NewIdentity(t, "CarrierMSP", "stranger", "participant,committee,publisher,dealer"),
+		kmc:       ledgertest.NewIdentity(t, "WarehouseMSP", "kmc", "dealer"),
 		admin1:    ledgertest.NewAdmin(t, "ManufacturerMSP", "admin1"),
 		admin2:    ledgertest.NewAdmin(t, "WarehouseMSP", "admin2"),
 		admin3:    ledgertest.NewAdmin(t, "CarrierMSP", "admin3"),
@@ -36,16 +41,48 @@ func newConsortium(t *testing.T) *consortium {
 	c.ok(t, c.acme, "RegisterCompany", "acme", "participant,committee", "")
 	c.ok(t, c.bolt, "RegisterCompany", "bolt", "participant,committee", "")
 	c.ok(t, c.cargo, "RegisterCompany", "cargo", "committee,participant", "")
+	c.ok(t, c.kmc, "RegisterCompany", "kmc", "dealer", "")
+	for _, id := range []*ledgertest.Identity{c.acme, c.bolt, c.cargo} {
+		c.ok(t, id, "RecordCompanyKeys", encryptionKey(id.Name), nodeKey)
+	}
 	return c
+}
+
+// withKey creates a task from genesisJSON and has its dealer kmc deal its key (with the master's
+// key, for an escrow task): an active task.
+func (c *consortium) withKey(t *testing.T, genesisJSON string) {
+	t.Helper()
+	c.ok(t, c.publisher, "CreateTask", genesisJSON)
+	var g Genesis
+	if err := json.Unmarshal([]byte(genesisJSON), &g); err != nil {
+		t.Fatal(err)
+	}
+	c.ok(t, c.kmc, "DealKey", g.TaskID, deal(func(d *Deal) {
+		d.Shares = sharesFor(g.Committee...)
+		if g.Encryption.KeyCustody == CustodyEscrow {
+			d.MasterKey = sealedMasterKey()
+		}
+	}))
 }
 
 func (c *consortium) ok(t *testing.T, id *ledgertest.Identity, fn string, args ...string) ledgertest.Result {
 	t.Helper()
 	r := c.ledger.Invoke(id, fn, args...)
 	if r.Status != 200 {
-		t.Fatalf("%s(%v) by %s failed: %s", fn, args, id.Name, r.Message)
+		t.Fatalf("%s(%v) by %s failed: %s", fn, brief(args), id.Name, r.Message)
 	}
 	return r
+}
+
+// brief shortens long arguments (a deal is tens of kilobytes) for failure messages.
+func brief(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if out[i] = a; len(a) > 160 {
+			out[i] = fmt.Sprintf("%s... (%d bytes)", a[:160], len(a))
+		}
+	}
+	return out
 }
 
 // refused asserts that a transaction fails with a message containing want and changes nothing.
@@ -55,13 +92,13 @@ func (c *consortium) refused(t *testing.T, want string, id *ledgertest.Identity,
 	events := len(c.ledger.Events())
 	r := c.ledger.Invoke(id, fn, args...)
 	if r.Status == 200 {
-		t.Fatalf("%s(%v) by %s succeeded; want refusal %q", fn, args, id.Name, want)
+		t.Fatalf("%s(%v) by %s succeeded; want refusal %q", fn, brief(args), id.Name, want)
 	}
 	if !strings.Contains(r.Message, want) {
-		t.Fatalf("%s(%v) by %s: message %q does not say %q", fn, args, id.Name, r.Message, want)
+		t.Fatalf("%s(%v) by %s: message %q does not say %q", fn, brief(args), id.Name, r.Message, want)
 	}
 	if !reflect.DeepEqual(before, c.ledger.State()) || len(c.ledger.Events()) != events {
-		t.Fatalf("%s(%v) by %s was refused but changed the ledger", fn, args, id.Name)
+		t.Fatalf("%s(%v) by %s was refused but changed the ledger", fn, brief(args), id.Name)
 	}
 }
 
@@ -79,7 +116,7 @@ func genesis(mutate ...func(*Genesis)) string {
 		Model:               ModelSpec{Description: "small CNN on MNIST", InitialWeightsSHA256: strings.Repeat("ab", 32)},
 		Rounds:              2,
 		Privacy:             DPSpec{EpsilonBudget: "3", Delta: "0.00001", ClipNorm: "4", NoiseMultiplier: "1.1", NoiseMode: "distributed"},
-		Encryption:          HESpec{PaillierN: strings.Repeat("c3", 128), KeyCustody: "threshold", Threshold: 2, CommitteeSize: 3},
+		Encryption:          HESpec{KeyCustody: "threshold", Threshold: 2, CommitteeSize: 3, Dealer: "kmc"},
 		Committee:           []string{"acme", "bolt", "cargo"},
 		Quorum:              2,
 		Aggregator:          "acme",
@@ -99,6 +136,50 @@ func genesis(mutate ...func(*Genesis)) string {
 }
 
 func hash(s string) string { return strings.Repeat(s, 64)[:64] }
+
+// nodeKey stands in for a Flower node's public key (PEM).
+const nodeKey = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEc2VjcmV0\n-----END PUBLIC KEY-----\n"
+
+// encryptionKey stands in for a company's X25519 public key.
+func encryptionKey(company string) string { return sha([]byte("x25519/" + company)) }
+
+func sha(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// thresholdKey stands in for the bytes of a threshold public key.
+var thresholdKey = []byte(`{"paillier":{"n":"c3c3"},"parties":3,"threshold":2}`)
+
+// share stands in for a member's key share, and sealed for its sealed box (48 bytes longer).
+func share(member string) []byte { return []byte("key share of " + member) }
+
+func sealed(member string) []byte {
+	return append([]byte(strings.Repeat("e", sealedBoxOverhead)), share(member)...)
+}
+
+func sharesFor(members ...string) []SealedShare {
+	out := make([]SealedShare, 0, len(members))
+	for _, m := range members {
+		out = append(out, SealedShare{Member: m, SealedShare: base64.StdEncoding.EncodeToString(sealed(m)), ShareSHA256: sha(share(m))})
+	}
+	return out
+}
+
+// deal is a valid DealKey document for the default genesis, changed by mutate.
+func deal(mutate ...func(*Deal)) string {
+	d := Deal{
+		PaillierN:       strings.Repeat("c3", 128),
+		PublicKey:       base64.StdEncoding.EncodeToString(thresholdKey),
+		PublicKeySHA256: sha(thresholdKey),
+		Shares:          sharesFor("cargo", "acme", "bolt"),
+	}
+	for _, m := range mutate {
+		m(&d)
+	}
+	raw, _ := json.Marshal(d)
+	return string(raw)
+}
 
 // runRound opens, fills, aggregates and verifies round n with the given updaters.
 func (c *consortium) verifiedRound(t *testing.T, n int, eps string, updaters ...*ledgertest.Identity) {
@@ -143,15 +224,23 @@ func TestRegisterCompanyRecordsIdentityAndRoles(t *testing.T) {
 	c.get(t, &all, "ListCompanies")
 
 	want := Company{Name: "acme", MSPID: "ManufacturerMSP", CertFingerprint: c.acme.Fingerprint(),
-		Roles: []string{"committee", "participant"}, Status: StatusActive, Reputation: InitialReputation}
+		Roles: []string{"committee", "participant"}, Status: StatusActive, Reputation: InitialReputation,
+		EncryptionKey: encryptionKey("acme"), NodeKey: nodeKey}
 	if !reflect.DeepEqual(acme, want) {
 		t.Fatalf("GetCompany = %+v, want %+v", acme, want)
 	}
-	if len(all) != 4 || all[0].Name != "acme" || all[3].Name != "pub" {
+	if len(all) != 5 || all[0].Name != "acme" || all[3].Name != "kmc" || all[4].Name != "pub" {
 		t.Fatalf("ListCompanies = %+v", all)
 	}
-	if ev := c.ledger.Events(); ev[len(ev)-1].Name != "CompanyRegistered" {
-		t.Fatalf("last event %q", ev[len(ev)-1].Name)
+	if !reflect.DeepEqual(all[3].Roles, []string{"dealer"}) || all[3].EncryptionKey != "" {
+		t.Fatalf("the dealer's record = %+v", all[3])
+	}
+	var names []string
+	for _, ev := range c.ledger.Events() {
+		names = append(names, ev.Name)
+	}
+	if strings.Count(strings.Join(names, " "), "CompanyRegistered") != 5 || names[len(names)-1] != "CompanyKeysRecorded" {
+		t.Fatalf("events %v", names)
 	}
 }
 
@@ -195,7 +284,7 @@ func TestCompanyStatusIsSetByItsOwnOrgAdminAndRevocationIsFinal(t *testing.T) {
 
 func TestHappyPathOfATaskOverTwoRounds(t *testing.T) {
 	c := newConsortium(t)
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 
 	// Round 1: three updates, all included; bolt and cargo vote, acme misses its committee duty.
 	c.verifiedRound(t, 1, "1.5", c.acme, c.bolt, c.cargo)
@@ -256,7 +345,7 @@ func TestHappyPathOfATaskOverTwoRounds(t *testing.T) {
 	for _, ev := range c.ledger.Events() {
 		names[ev.Name] = true
 	}
-	for _, want := range []string{"TaskCreated", "RoundOpened", "UpdateSubmitted", "AggregateRecorded", "VoteCast", "RoundClosed"} {
+	for _, want := range []string{"TaskCreated", "KeyDealt", "RoundOpened", "UpdateSubmitted", "AggregateRecorded", "VoteCast", "RoundClosed"} {
 		if !names[want] {
 			t.Fatalf("no %s event among %v", want, names)
 		}
@@ -266,7 +355,7 @@ func TestHappyPathOfATaskOverTwoRounds(t *testing.T) {
 func TestRejectionsLeaveTheLedgerUnchanged(t *testing.T) {
 	c := newConsortium(t)
 	c.refused(t, "does not hold the publisher role", c.acme, "CreateTask", genesis())
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 	c.refused(t, "round 1 would bring task mnist-1 to epsilon 3.5, past its budget of 3", c.publisher, "OpenRound", "mnist-1", "1", "3.5")
 	c.refused(t, "does not hold the publisher role", c.acme, "OpenRound", "mnist-1", "1", "1")
 	c.refused(t, "not a registered company", c.stranger, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
@@ -319,8 +408,10 @@ func TestGenesisIsValidated(t *testing.T) {
 		{"dp.epsilon_budget must be positive", func(g *Genesis) { g.Privacy.EpsilonBudget = "0" }},
 		{"dp.delta", func(g *Genesis) { g.Privacy.Delta = "0.0000001" }},
 		{"dp.noise_mode", func(g *Genesis) { g.Privacy.NoiseMode = "both" }},
-		{"he.paillier_n", func(g *Genesis) { g.Encryption.PaillierN = "ff" }},
-		{"he.key_custody", func(g *Genesis) { g.Encryption.KeyCustody = "none" }},
+		{"he.paillier_n and he.public_key_sha256 are not part of a genesis", func(g *Genesis) { g.Encryption.PaillierN = strings.Repeat("c3", 128) }},
+		{"he.paillier_n and he.public_key_sha256 are not part of a genesis", func(g *Genesis) { g.Encryption.PublicKeySHA256 = hash("a") }},
+		{"he.key_custody must be threshold or escrow, got \"none\"", func(g *Genesis) { g.Encryption.KeyCustody = "none" }},
+		{`he.dealer company name "" is invalid`, func(g *Genesis) { g.Encryption.Dealer = "" }},
 		{"does not fit a committee of 3", func(g *Genesis) { g.Encryption.Threshold = 4 }},
 		{"quorum must be", func(g *Genesis) { g.Quorum = 4 }},
 		{"min_participants", func(g *Genesis) { g.MinParticipants = 4 }},
@@ -329,6 +420,10 @@ func TestGenesisIsValidated(t *testing.T) {
 		{"must not be negative", func(g *Genesis) { g.Penalty = -1 }},
 		{"committee member nobody: company nobody is not registered", func(g *Genesis) { g.Committee[2] = "nobody" }},
 		{"participant pub does not hold the participant role", func(g *Genesis) { g.Participants[0] = "pub" }},
+		{"dealer nobody: company nobody is not registered", func(g *Genesis) { g.Encryption.Dealer = "nobody" }},
+		{"the aggregator acme must be a committee member of task mnist-1", func(g *Genesis) {
+			g.Committee, g.Encryption.CommitteeSize, g.Quorum = []string{"bolt", "cargo"}, 2, 1
+		}},
 	}
 	for _, tc := range cases {
 		c.refused(t, tc.want, c.publisher, "CreateTask", genesis(tc.mutate))
@@ -341,7 +436,7 @@ func TestGenesisIsValidated(t *testing.T) {
 
 func TestAVoteAfterTheQuorumIsRecordedAndNotPenalizedAtClose(t *testing.T) {
 	c := newConsortium(t)
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
 	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
@@ -369,7 +464,7 @@ func TestAVoteAfterTheQuorumIsRecordedAndNotPenalizedAtClose(t *testing.T) {
 
 func TestACommitteeRejectionFailsTheRoundAndPenalizesTheLeader(t *testing.T) {
 	c := newConsortium(t)
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
 	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
@@ -397,7 +492,7 @@ func TestACommitteeRejectionFailsTheRoundAndPenalizesTheLeader(t *testing.T) {
 
 func TestADemotedCompanyMayNotLeadOrVote(t *testing.T) {
 	c := newConsortium(t)
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 	c.ok(t, c.admin3, "SetCompanyStatus", "cargo", "demoted")
 	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
@@ -410,42 +505,209 @@ func TestADemotedCompanyMayNotLeadOrVote(t *testing.T) {
 	c.refused(t, "aggregator acme is demoted and may not lead round 2", c.publisher, "OpenRound", "mnist-1", "2", "1")
 }
 
-func TestKeySharesStayInTheMembersOrgAndOnlyTheirHashIsPublic(t *testing.T) {
+func TestRegisterCompanyAcceptsTheDealerRoleOnlyFromItsCertificate(t *testing.T) {
+	c := newConsortium(t)
+	vault := ledgertest.NewIdentity(t, "CarrierMSP", "vault", "participant")
+
+	c.refused(t, "does not carry the dealer role", vault, "RegisterCompany", "vault", "dealer", "")
+	c.ok(t, c.admin3, "RegisterCompany", "vault", "dealer", vault.Fingerprint())
+
+	var vaultRecord Company
+	c.get(t, &vaultRecord, "GetCompany", "vault")
+	if !reflect.DeepEqual(vaultRecord.Roles, []string{"dealer"}) {
+		t.Fatalf("vault = %+v", vaultRecord)
+	}
+	// Registered by its admin as a dealer, the identity still cannot deal: its certificate does not say so.
+	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.Encryption.Dealer = "vault" }))
+	c.refused(t, "company vault does not hold the dealer role", vault, "DealKey", "mnist-1", deal())
+}
+
+func TestRecordCompanyKeysChecksBothKeysAndRotatesThem(t *testing.T) {
+	c := newConsortium(t)
+	openSSH := "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQ= bolt@node"
+	cases := []struct{ want, encryption, node string }{
+		{"the encryption key must be an X25519 public key", strings.ToUpper(encryptionKey("bolt")), nodeKey},
+		{"the encryption key must be an X25519 public key", encryptionKey("bolt")[:62], nodeKey},
+		{"the encryption key must be an X25519 public key", encryptionKey("bolt") + "00", nodeKey},
+		{"the encryption key is all zeros", strings.Repeat("0", 64), nodeKey},
+		{"the node key must be 1-1024 characters", encryptionKey("bolt"), ""},
+		{"the node key must be 1-1024 characters", encryptionKey("bolt"), nodeKey + strings.Repeat("A", 1024)},
+		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519 AAAA\x00"},
+		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519\tAAAA"},
+		{"the node key must be a public key in PEM", encryptionKey("bolt"), "my node"},
+		{"the node key must be a public key in PEM", encryptionKey("bolt"), openSSH + "\n" + openSSH},
+		{"the node key starts as PEM but has no -----END line", encryptionKey("bolt"), "-----BEGIN PUBLIC KEY-----\nMFkw\n"},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, c.bolt, "RecordCompanyKeys", tc.encryption, tc.node)
+	}
+	c.refused(t, "is not a registered company", ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "participant"),
+		"RecordCompanyKeys", encryptionKey("nobody"), nodeKey)
+
+	// What Python's cryptography writes for a Flower node's key: OpenSSH (P-384, Ed25519) and PEM.
+	for _, accepted := range []string{
+		"ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBIxfJRZ6eyJU4FhVhcvU6XewLP6IH9+8Xt9aL/Dl/AIfg1yr54jiKBWtbK7iqnMcTB0dI4YJYjihUvfRkbrvxpxgglTosd5mLX0NY3Yro8pth0v+HjCoGiIJCnB7TLbLxw==",
+		"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBS8cCoixoULdy+uuaI6MilrmvT5AMolqChsnhVJkKB5",
+		"-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEjF8lFnp7IlTgWFWFy9Tpd7As/ogf37xe\n31ov8OX8Ah+DXKvniOIoFa1sruKqcxxMHR0jhgliOKFS99GRuu/GnGCCVOix3mYt\nfQ1jdiujym2HS/4eMKgaIgkKcHtMtsvH\n-----END PUBLIC KEY-----\n",
+	} {
+		c.ok(t, c.cargo, "RecordCompanyKeys", encryptionKey("cargo"), accepted)
+	}
+	r := c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), openSSH)
+	var bolt Company
+	c.get(t, &bolt, "GetCompany", "bolt")
+	if bolt.EncryptionKey != encryptionKey("bolt-2") || bolt.NodeKey != openSSH || bolt.Status != StatusActive {
+		t.Fatalf("bolt = %+v", bolt)
+	}
+	if r.Event == nil || r.Event.Name != "CompanyKeysRecorded" || !strings.Contains(string(r.Event.Payload), encryptionKey("bolt-2")) {
+		t.Fatalf("event = %+v", r.Event)
+	}
+	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "demoted")
+	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-3"), nodeKey) // demoted, still its own keys
+	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "revoked")
+	c.refused(t, "company bolt is revoked", c.bolt, "RecordCompanyKeys", encryptionKey("bolt-4"), nodeKey)
+}
+
+func TestADealerHoldsNoOtherPlaceInItsTask(t *testing.T) {
+	c := newConsortium(t)
+	c.ok(t, c.stranger, "RegisterCompany", "rival", "participant,committee,publisher", "")
+	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant")
+	c.ok(t, dock, "RegisterCompany", "dock", "participant", "")
+	cases := []struct {
+		want   string
+		mutate func(*Genesis)
+	}{
+		{"the dealer pub may hold no other role in task mnist-1: it is also the publisher", func(g *Genesis) { g.Encryption.Dealer = "pub" }},
+		{"the dealer acme may hold no other role in task mnist-1: it is also the aggregator", func(g *Genesis) { g.Encryption.Dealer = "acme" }},
+		{"the dealer kmc may hold no other role in task mnist-1: it is also a committee member", func(g *Genesis) { g.Committee[2] = "kmc" }},
+		{"the dealer kmc may hold no other role in task mnist-1: it is also a participant", func(g *Genesis) { g.Participants = append(g.Participants, "kmc") }},
+		{"dealer dock does not hold the dealer role", func(g *Genesis) { g.Encryption.Dealer = "dock" }},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, c.publisher, "CreateTask", genesis(tc.mutate))
+	}
+	// The aggregator sits on the committee that checks it, and is not the task's publisher.
+	c.refused(t, "the aggregator rival may not be the publisher of task mnist-1", c.stranger, "CreateTask",
+		genesis(func(g *Genesis) { g.Committee[2], g.Aggregator = "rival", "rival" }))
+	c.refused(t, "the aggregator cargo must be a committee member of task mnist-1", c.publisher, "CreateTask",
+		genesis(func(g *Genesis) {
+			g.Committee, g.Encryption.CommitteeSize, g.Aggregator = []string{"acme", "bolt"}, 2, "cargo"
+		}))
+	c.ok(t, c.admin2, "SetCompanyStatus", "kmc", "demoted")
+	c.refused(t, "dealer kmc is demoted", c.publisher, "CreateTask", genesis())
+}
+
+func TestATaskAwaitsItsKeyUntilItsDealerDealsSealedSharesOnce(t *testing.T) {
 	c := newConsortium(t)
 	c.ok(t, c.publisher, "CreateTask", genesis())
-	share := []byte("threshold share of bolt")
+	var created Task
+	c.get(t, &created, "GetTask", "mnist-1")
+	if created.Status != TaskAwaitingKey || created.Encryption.PaillierN != "" || created.Encryption.Dealer != "kmc" {
+		t.Fatalf("created task = %+v", created)
+	}
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "GetThresholdKey", "mnist-1")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "GetKeyShareRecord", "mnist-1", "bolt")
 
-	c.refused(t, "transient map", c.bolt, "StoreKeyShare", "mnist-1")
-	r := c.ledger.InvokeWithTransient(c.bolt, map[string][]byte{TransientKeyShare: share}, "StoreKeyShare", "mnist-1")
-	if r.Status != 200 {
-		t.Fatalf("StoreKeyShare: %s", r.Message)
-	}
-	private := c.ledger.PrivateState("_implicit_org_WarehouseMSP")
-	for k, v := range c.ledger.State() {
-		if strings.Contains(v, string(share)) || strings.Contains(v, base64.StdEncoding.EncodeToString(share)) {
-			t.Fatalf("the share is on the public ledger under %q", k)
-		}
-	}
+	r := c.ok(t, c.kmc, "DealKey", "mnist-1", deal())
+
+	var task Task
+	c.get(t, &task, "GetTask", "mnist-1")
+	var key ThresholdKey
+	c.get(t, &key, "GetThresholdKey", "mnist-1")
 	var record KeyShareRecord
 	c.get(t, &record, "GetKeyShareRecord", "mnist-1", "bolt")
-	back := c.ok(t, c.bolt, "ReadKeyShare", "mnist-1")
-	var got map[string]string
-	_ = json.Unmarshal(back.Payload, &got)
+	if task.Status != TaskActive || task.Encryption.PaillierN != strings.Repeat("c3", 128) || task.Encryption.PublicKeySHA256 != sha(thresholdKey) {
+		t.Fatalf("dealt task = %+v", task)
+	}
+	wantKey := ThresholdKey{TaskID: "mnist-1", Dealer: "kmc", PublicKey: base64.StdEncoding.EncodeToString(thresholdKey), PublicKeySHA256: sha(thresholdKey)}
+	if key != wantKey {
+		t.Fatalf("GetThresholdKey = %+v, want %+v", key, wantKey)
+	}
+	wantRecord := KeyShareRecord{TaskID: "mnist-1", Member: "bolt", MSPID: "WarehouseMSP", EncryptionKey: encryptionKey("bolt"),
+		SealedShare: base64.StdEncoding.EncodeToString(sealed("bolt")), ShareSHA256: sha(share("bolt")), Dealer: "kmc"}
+	if record != wantRecord {
+		t.Fatalf("GetKeyShareRecord = %+v, want %+v", record, wantRecord)
+	}
+	wantEvent := fmt.Sprintf(`{"dealer":"kmc","members":["acme","bolt","cargo"],"public_key_sha256":"%s","task_id":"mnist-1"}`, sha(thresholdKey))
+	if r.Event == nil || r.Event.Name != "KeyDealt" || string(r.Event.Payload) != wantEvent {
+		t.Fatalf("event = %+v", r.Event)
+	}
+	c.refused(t, "company pub is not on the committee of task mnist-1 and holds no key share of it", c.publisher, "GetKeyShareRecord", "mnist-1", "pub")
 
-	if len(private) != 1 || len(c.ledger.PrivateState("_implicit_org_CarrierMSP")) != 0 {
-		t.Fatalf("private collections: warehouse %d entries", len(private))
+	// A rotated encryption key applies to later deals; the record names the key the share is sealed to.
+	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), nodeKey)
+	c.get(t, &record, "GetKeyShareRecord", "mnist-1", "bolt")
+	if record.EncryptionKey != encryptionKey("bolt") {
+		t.Fatalf("the record follows the rotated key: %+v", record)
 	}
-	if decoded, _ := base64.StdEncoding.DecodeString(got["key_share"]); string(decoded) != string(share) || got["sha256"] != record.SHA256 {
-		t.Fatalf("ReadKeyShare = %v, record %+v", got, record)
+	c.refused(t, "the key of task mnist-1 has already been dealt", c.kmc, "DealKey", "mnist-1", deal())
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+}
+
+func TestOnlyTheTasksDealerDealsAndOnlyAWholeBoundedKey(t *testing.T) {
+	c := newConsortium(t)
+	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.ok(t, c.stranger, "RegisterCompany", "kmc2", "dealer", "")
+	big := func(n int) string { return base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n))) }
+	sealedOf := func(member string, raw []byte) func(*Deal) {
+		return func(d *Deal) {
+			for i := range d.Shares {
+				if d.Shares[i].Member == member {
+					d.Shares[i].SealedShare = base64.StdEncoding.EncodeToString(raw)
+				}
+			}
+		}
 	}
-	c.refused(t, "cargo has stored no key share", c.cargo, "ReadKeyShare", "mnist-1")
-	c.refused(t, "does not hold the committee role", c.publisher, "ReadKeyShare", "mnist-1")
-	c.refused(t, "already stored its key share", c.bolt, "StoreKeyShare", "mnist-1")
+	cases := []struct {
+		want string
+		id   *ledgertest.Identity
+		doc  string
+	}{
+		{"company acme does not hold the dealer role", c.acme, deal()},
+		{"only the task's dealer kmc may deal the key of task mnist-1", c.stranger, deal()},
+		{"the deal has no share for committee member cargo", c.kmc, deal(func(d *Deal) { d.Shares = sharesFor("acme", "bolt") })},
+		{`the deal has a share for "pub", which is not on the committee of task mnist-1`, c.kmc,
+			deal(func(d *Deal) { d.Shares = sharesFor("acme", "bolt", "cargo", "pub") })},
+		{"the deal has two shares for committee member bolt", c.kmc, deal(func(d *Deal) { d.Shares = sharesFor("acme", "bolt", "bolt", "cargo") })},
+		{"is not the SHA-256 of public_key", c.kmc, deal(func(d *Deal) { d.PublicKeySHA256 = hash("a") })},
+		{"public_key_sha256 must be 64 lower-case hex", c.kmc, deal(func(d *Deal) { d.PublicKeySHA256 = "ABC" })},
+		{"public_key is empty", c.kmc, deal(func(d *Deal) { d.PublicKey = "" })},
+		{"public_key must be standard base64", c.kmc, deal(func(d *Deal) { d.PublicKey = d.PublicKey[:8] + "\n" + d.PublicKey[8:] })},
+		{"public_key is not valid base64", c.kmc, deal(func(d *Deal) { d.PublicKey = "abc" })},
+		{"public_key is 65537 bytes; at most 65536 are accepted", c.kmc, deal(func(d *Deal) { d.PublicKey = big(MaxThresholdKeyBytes + 1) })},
+		{"public_key is 87388 base64 characters; at most 65536 bytes", c.kmc, deal(func(d *Deal) { d.PublicKey = big(MaxThresholdKeyBytes + 3) })},
+		{"the sealed share of bolt is 16385 bytes; at most 16384 are accepted", c.kmc, deal(sealedOf("bolt", []byte(strings.Repeat("s", MaxSealedShareBytes+1))))},
+		{"the sealed share of bolt is 21852 base64 characters; at most 16384 bytes", c.kmc, deal(sealedOf("bolt", []byte(strings.Repeat("s", MaxSealedShareBytes+3))))},
+		{"the sealed share of bolt is 48 bytes: a sealed box is its share plus 48 bytes", c.kmc, deal(sealedOf("bolt", []byte(strings.Repeat("s", 48))))},
+		{"share_sha256 of cargo must be 64 lower-case hex", c.kmc, deal(func(d *Deal) { d.Shares[0].ShareSHA256 = "x" })},
+		{"paillier_n must be the Paillier modulus", c.kmc, deal(func(d *Deal) { d.PaillierN = "ff" })},
+		{"paillier_n must be the Paillier modulus", c.kmc, deal(func(d *Deal) { d.PaillierN = "0" + strings.Repeat("c3", 128)[1:] })},
+		{"paillier_n must be the Paillier modulus", c.kmc, deal(func(d *Deal) { d.PaillierN = strings.Repeat("c3", 513) })},
+		{"paillier_n is even", c.kmc, deal(func(d *Deal) { d.PaillierN = strings.Repeat("c3", 127) + "ca" })},
+		{"unknown field", c.kmc, `{"paillier_n":"c3","surprise":1}`},
+		{"the deal is 159585 bytes; for a committee of 3 it may be at most 159584", c.kmc, deal() + strings.Repeat(" ", 159585-len(deal()))},
+		{"trailing data", c.kmc, deal() + "{}"},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, tc.id, "DealKey", "mnist-1", tc.doc)
+	}
+	c.refused(t, "task nope does not exist", c.kmc, "DealKey", "nope", deal())
+	c.refused(t, "is not a registered company", ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "dealer"), "DealKey", "mnist-1", deal())
+
+	// A committee member that never recorded an encryption key cannot be dealt a share.
+	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant,committee")
+	c.ok(t, dock, "RegisterCompany", "dock", "participant,committee", "")
+	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.TaskID, g.Committee[2] = "mnist-2", "dock" }))
+	c.refused(t, "committee member dock has recorded no encryption key; it must run RecordCompanyKeys first", c.kmc,
+		"DealKey", "mnist-2", deal(func(d *Deal) { d.Shares = sharesFor("acme", "bolt", "dock") }))
+
+	c.ok(t, c.admin2, "SetCompanyStatus", "kmc", "demoted")
+	c.refused(t, "company kmc is demoted and may not deal keys", c.kmc, "DealKey", "mnist-1", deal())
 }
 
 func TestStateIsCanonicalJSONWithIntegersOnly(t *testing.T) {
 	c := newConsortium(t)
-	c.ok(t, c.publisher, "CreateTask", genesis())
+	c.withKey(t, genesis())
 	c.verifiedRound(t, 1, "0.75", c.acme, c.bolt)
 
 	for k, v := range c.ledger.State() {
@@ -506,6 +768,16 @@ func TestParseMicro(t *testing.T) {
 
 func FuzzCreateTaskGenesis(f *testing.F) {
 	f.Add(genesis())
+	f.Add(genesis(escrow))
+	f.Add(genesis(func(g *Genesis) { g.Encryption.KeyCustody = "escrow" }))
+	f.Add(genesis(escrow, func(g *Genesis) { g.Encryption.Master = "pub" }))
+	f.Add(genesis(escrow, func(g *Genesis) { g.Encryption.Threshold = 1 }))
+	f.Add(genesis(func(g *Genesis) { g.Encryption.Master = "bolt" }))
+	f.Add(genesis(func(g *Genesis) { g.Encryption.Dealer = "acme" }))
+	f.Add(genesis(func(g *Genesis) { g.Encryption.Dealer = "pub" }))
+	f.Add(genesis(func(g *Genesis) { g.Participants = append(g.Participants, "kmc") }))
+	f.Add(genesis(func(g *Genesis) { g.Aggregator = "pub" }))
+	f.Add(genesis(func(g *Genesis) { g.Encryption.PaillierN = strings.Repeat("c3", 128) }))
 	f.Add(`{"task_id":"x"}`)
 	f.Add(`[]`)
 	f.Fuzz(func(t *testing.T, doc string) {
@@ -513,8 +785,25 @@ func FuzzCreateTaskGenesis(f *testing.F) {
 		if decodeStrict(doc, &g, "genesis") != nil {
 			return
 		}
-		if _, err := g.validate(); err == nil && g.TaskID == "" {
+		if _, err := g.validate("pub"); err != nil {
+			return
+		}
+		dealer, master := g.Encryption.Dealer, g.Encryption.Master
+		switch {
+		case g.TaskID == "":
 			t.Fatalf("accepted a genesis without a task id: %q", doc)
+		case g.Encryption.PaillierN != "" || g.Encryption.PublicKeySHA256 != "":
+			t.Fatalf("accepted a genesis that is not waiting for its key: %q", doc)
+		case g.Encryption.KeyCustody == CustodyThreshold && master != "":
+			t.Fatalf("accepted a threshold genesis with a master: %q", doc)
+		case g.Encryption.KeyCustody == CustodyEscrow && (!slices.Contains(g.Committee, master) || g.Encryption.Threshold < 2):
+			t.Fatalf("accepted an escrow genesis whose master is off the committee or whose threshold is below 2: %q", doc)
+		case g.Encryption.KeyCustody != CustodyThreshold && g.Encryption.KeyCustody != CustodyEscrow:
+			t.Fatalf("accepted a genesis of unknown key custody: %q", doc)
+		case dealer == "pub" || dealer == g.Aggregator || slices.Contains(g.Committee, dealer) || slices.Contains(g.Participants, dealer):
+			t.Fatalf("accepted a genesis whose dealer holds another place: %q", doc)
+		case g.Aggregator == "pub" || !slices.Contains(g.Committee, g.Aggregator):
+			t.Fatalf("accepted a genesis whose aggregator is the publisher or off the committee: %q", doc)
 		}
 	})
 }
@@ -542,7 +831,7 @@ func TestRemainingRejectionsAndReads(t *testing.T) {
 	c := newConsortium(t)
 	c.refused(t, "task nope does not exist", c.publisher, "GetTask", "nope")
 	c.refused(t, "company nobody is not registered", c.publisher, "GetCompany", "nobody")
-	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.Participants = []string{"acme", "bolt"} }))
+	c.withKey(t, genesis(func(g *Genesis) { g.Participants = []string{"acme", "bolt"} }))
 	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
 
 	c.refused(t, "company cargo is not a participant of task mnist-1", c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
@@ -567,17 +856,21 @@ func TestRemainingRejectionsAndReads(t *testing.T) {
 	c.get(t, &round, "GetRoundHistory", "mnist-1", "1")
 	c.get(t, &update, "GetUpdateHistory", "mnist-1", "1", "bolt")
 	c.get(t, &company, "GetCompanyHistory", "bolt")
-	// bolt's record changed twice: registered, then credited its initial tokens by CreateTask.
-	if len(task) != 2 || len(round) != 4 || len(update) != 1 || len(company) != 2 {
+	// The task was created, dealt its key, and opened a round; bolt's record changed three times:
+	// registered, its keys recorded, then credited its initial tokens by CreateTask.
+	if len(task) != 3 || len(round) != 4 || len(update) != 1 || len(company) != 3 {
 		t.Fatalf("history lengths: task %d, round %d, update %d, company %d", len(task), len(round), len(update), len(company))
 	}
-	var first Task
-	if err := json.Unmarshal(task[0].Value, &first); err != nil || first.CurrentRound != 0 || task[1].Timestamp <= task[0].Timestamp {
+	var first, dealt Task
+	if err := json.Unmarshal(task[0].Value, &first); err != nil || first.Status != TaskAwaitingKey || task[1].Timestamp <= task[0].Timestamp {
 		t.Fatalf("task history out of order: %+v", task)
 	}
+	if err := json.Unmarshal(task[1].Value, &dealt); err != nil || dealt.Status != TaskActive || dealt.CurrentRound != 0 {
+		t.Fatalf("second task change = %s", task[1].Value)
+	}
 	var credited Company
-	if err := json.Unmarshal(company[1].Value, &credited); err != nil || credited.Tokens != 50 {
-		t.Fatalf("second company change = %s", company[1].Value)
+	if err := json.Unmarshal(company[2].Value, &credited); err != nil || credited.Tokens != 50 {
+		t.Fatalf("third company change = %s", company[2].Value)
 	}
 	var failed Round
 	if err := json.Unmarshal(round[3].Value, &failed); err != nil || failed.Status != RoundFailed || failed.FailureReason != "stalled" {
@@ -585,5 +878,283 @@ func TestRemainingRejectionsAndReads(t *testing.T) {
 	}
 	if ev := c.ledger.Events(); ev[len(ev)-1].Name != "RoundFailed" {
 		t.Fatalf("last event %q", ev[len(ev)-1].Name)
+	}
+}
+
+// -- escrow custody ------------------------------------------------------------------------
+
+// escrow keeps a genesis's key in escrow, with bolt (the second of acme, bolt, cargo) as master.
+func escrow(g *Genesis) { g.Encryption.KeyCustody, g.Encryption.Master = CustodyEscrow, "bolt" }
+
+// masterKey stands in for an escrow task's private key.
+var masterKey = []byte(`{"p":"c3","q":"c5"}`)
+
+func sealedMasterKey() *SealedMasterKey {
+	box := append([]byte(strings.Repeat("m", sealedBoxOverhead)), masterKey...)
+	return &SealedMasterKey{SealedKey: base64.StdEncoding.EncodeToString(box), KeySHA256: sha(masterKey)}
+}
+
+// release is member's valid ReleaseEscrowShare document addressed to master, changed by mutate:
+// its escrow share (share(member), whose hash the dealer recorded) sealed to master.
+func release(master, member string, mutate ...func(*Release)) string {
+	box := append([]byte(strings.Repeat("r", sealedBoxOverhead)), share(member)...)
+	r := Release{Master: master, SealedShare: base64.StdEncoding.EncodeToString(box), ShareSHA256: sha(share(member))}
+	for _, m := range mutate {
+		m(&r)
+	}
+	raw, _ := json.Marshal(r)
+	return string(raw)
+}
+
+func TestEscrowGenesisNamesAMasterOnTheCommitteeAndARecoveryThreshold(t *testing.T) {
+	c := newConsortium(t)
+	cases := []struct {
+		want   string
+		mutate func(*Genesis)
+	}{
+		{"escrow custody needs he.master: the committee member that holds the task's whole private key",
+			func(g *Genesis) { g.Encryption.KeyCustody = CustodyEscrow }},
+		{`he.master company name "Bolt" is invalid`, func(g *Genesis) { escrow(g); g.Encryption.Master = "Bolt" }},
+		{"the master pub must be a committee member of task mnist-1", func(g *Genesis) { escrow(g); g.Encryption.Master = "pub" }},
+		{"the master kmc must be a committee member of task mnist-1", func(g *Genesis) { escrow(g); g.Encryption.Master = "kmc" }},
+		{"he.threshold 1 is too low for escrow custody: each member's share would be the master's key itself; use 2 to the committee size 3",
+			func(g *Genesis) { escrow(g); g.Encryption.Threshold = 1 }},
+		{"he.threshold 4 of he.committee_size 3 does not fit a committee of 3", func(g *Genesis) { escrow(g); g.Encryption.Threshold = 4 }},
+		{`he.master "bolt" is only for escrow custody: under threshold custody no one holds the whole key; leave he.master out`,
+			func(g *Genesis) { g.Encryption.Master = "bolt" }},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, c.publisher, "CreateTask", genesis(tc.mutate))
+	}
+
+	c.ok(t, c.publisher, "CreateTask", genesis(escrow, func(g *Genesis) { g.Encryption.Threshold = 3 }))
+
+	var task Task
+	c.get(t, &task, "GetTask", "mnist-1")
+	if task.Status != TaskAwaitingKey || task.Encryption.KeyCustody != CustodyEscrow || task.Encryption.Master != "bolt" ||
+		task.Master != "" || task.MasterHistory != nil {
+		t.Fatalf("created escrow task = %+v", task)
+	}
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "GetMasterKeyRecord", "mnist-1")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "ListEscrowReleases", "mnist-1")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "FailoverMaster", "mnist-1", "down")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.acme, "ReleaseEscrowShare", "mnist-1", release("bolt", "acme"))
+}
+
+func TestAnEscrowDealSealsTheWholeKeyToTheMasterAndAThresholdDealMayNot(t *testing.T) {
+	c := newConsortium(t)
+	c.ok(t, c.publisher, "CreateTask", genesis(escrow))
+	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.TaskID = "mnist-2" }))
+	withMaster := func(mutate func(*SealedMasterKey)) func(*Deal) {
+		return func(d *Deal) {
+			d.MasterKey = sealedMasterKey()
+			mutate(d.MasterKey)
+		}
+	}
+	sized := func(n int) func(*SealedMasterKey) {
+		return func(k *SealedMasterKey) {
+			k.SealedKey = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n)))
+		}
+	}
+	valid := deal(withMaster(func(*SealedMasterKey) {}))
+	cases := []struct{ want, doc string }{
+		{"the deal of escrow task mnist-1 needs master_key: the task's private key sealed to its master bolt", deal()},
+		{"the sealed master key is 48 bytes: a sealed box is its key plus 48 bytes", deal(withMaster(sized(sealedBoxOverhead)))},
+		{"the sealed master key is 16385 bytes; at most 16384 are accepted", deal(withMaster(sized(MaxSealedKeyBytes + 1)))},
+		{"the sealed master key is empty", deal(withMaster(func(k *SealedMasterKey) { k.SealedKey = "" }))},
+		{"the sealed master key must be standard base64", deal(withMaster(func(k *SealedMasterKey) { k.SealedKey = "a b=" }))},
+		{"key_sha256 must be 64 lower-case hex", deal(withMaster(func(k *SealedMasterKey) { k.KeySHA256 = strings.ToUpper(sha(masterKey)) }))},
+		{"unknown field", strings.Replace(valid, `"key_sha256"`, `"key":"x","key_sha256"`, 1)},
+		{"the deal is 181945 bytes; for a committee of 3 it may be at most 181944", valid + strings.Repeat(" ", 181945-len(valid))},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, c.kmc, "DealKey", "mnist-1", tc.doc)
+	}
+	c.refused(t, "the deal of task mnist-2 carries a master_key, but the task keeps its key by threshold custody: no one may hold the whole key",
+		c.kmc, "DealKey", "mnist-2", valid)
+
+	r := c.ok(t, c.kmc, "DealKey", "mnist-1", valid)
+
+	var task Task
+	c.get(t, &task, "GetTask", "mnist-1")
+	var record MasterKeyRecord
+	c.get(t, &record, "GetMasterKeyRecord", "mnist-1")
+	var share KeyShareRecord
+	c.get(t, &share, "GetKeyShareRecord", "mnist-1", "cargo")
+	var releases []EscrowRelease
+	c.get(t, &releases, "ListEscrowReleases", "mnist-1")
+	if task.Status != TaskActive || task.Master != "bolt" || task.Encryption.Master != "bolt" || task.MasterHistory != nil {
+		t.Fatalf("dealt escrow task = %+v", task)
+	}
+	want := MasterKeyRecord{TaskID: "mnist-1", Master: "bolt", MSPID: "WarehouseMSP", EncryptionKey: encryptionKey("bolt"),
+		SealedKey: sealedMasterKey().SealedKey, KeySHA256: sha(masterKey), Dealer: "kmc"}
+	if record != want {
+		t.Fatalf("GetMasterKeyRecord = %+v, want %+v", record, want)
+	}
+	if share.ShareSHA256 != sha([]byte("key share of cargo")) || share.EncryptionKey != encryptionKey("cargo") {
+		t.Fatalf("escrow share record = %+v", share)
+	}
+	if len(releases) != 0 {
+		t.Fatalf("releases before any failover = %+v", releases)
+	}
+	wantEvent := fmt.Sprintf(`{"dealer":"kmc","master":"bolt","members":["acme","bolt","cargo"],"public_key_sha256":"%s","task_id":"mnist-1"}`, sha(thresholdKey))
+	if r.Event == nil || r.Event.Name != "KeyDealt" || string(r.Event.Payload) != wantEvent {
+		t.Fatalf("event = %+v", r.Event)
+	}
+	if strings.Contains(string(r.Event.Payload), record.SealedKey) {
+		t.Fatal("the KeyDealt event carries the sealed master key")
+	}
+	// The record keeps the key the master's box was sealed to when the master rotates its key.
+	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), nodeKey)
+	c.get(t, &record, "GetMasterKeyRecord", "mnist-1")
+	if record.EncryptionKey != encryptionKey("bolt") {
+		t.Fatalf("the master key record follows the rotated key: %+v", record)
+	}
+	c.refused(t, "task mnist-2 keeps its key by threshold custody and has no master key: only an escrow task has a master",
+		c.publisher, "GetMasterKeyRecord", "mnist-2")
+	c.refused(t, "task mnist-2 keeps its key by threshold custody and has no escrow releases", c.publisher, "ListEscrowReleases", "mnist-2")
+}
+
+func TestThePublisherFailsOverTheMasterToTheNextMemberThatWasNeverMaster(t *testing.T) {
+	c := newConsortium(t)
+	c.withKey(t, genesis(escrow))
+	c.withKey(t, genesis(func(g *Genesis) { g.TaskID = "mnist-2" }))
+	c.ok(t, c.stranger, "RegisterCompany", "rival", "publisher", "")
+
+	c.refused(t, "company acme does not hold the publisher role", c.acme, "FailoverMaster", "mnist-1", "bolt is down")
+	c.refused(t, "only the task's publisher pub may fail over the master of task mnist-1", c.stranger, "FailoverMaster", "mnist-1", "bolt is down")
+	c.refused(t, "failing over a master needs a reason of 1-512 characters, got 0", c.publisher, "FailoverMaster", "mnist-1", "")
+	c.refused(t, "failing over a master needs a reason of 1-512 characters, got 513", c.publisher, "FailoverMaster", "mnist-1", strings.Repeat("x", 513))
+	c.refused(t, "task mnist-2 keeps its key by threshold custody and has no master to fail over: only an escrow task has a master",
+		c.publisher, "FailoverMaster", "mnist-2", "down")
+	c.refused(t, "task nope does not exist", c.publisher, "FailoverMaster", "nope", "down")
+
+	// bolt -> cargo, the next in the committee's order.
+	r := c.ok(t, c.publisher, "FailoverMaster", "mnist-1", "bolt is down")
+	var task Task
+	c.get(t, &task, "GetTask", "mnist-1")
+	var changes []Change
+	c.get(t, &changes, "GetTaskHistory", "mnist-1")
+	// At is the failover transaction's own timestamp: ledger time, not a clock.
+	at := changes[len(changes)-1].Timestamp
+	first := MasterChange{Master: "cargo", Failed: "bolt", Reason: "bolt is down", TxID: r.TxID, At: at}
+	if changes[len(changes)-1].TxID != r.TxID || at <= task.CreatedAt || task.Master != "cargo" || task.Encryption.Master != "bolt" ||
+		!reflect.DeepEqual(task.MasterHistory, []MasterChange{first}) {
+		t.Fatalf("task after the failover = %+v (want history %+v)", task, first)
+	}
+	wantEvent := fmt.Sprintf(`{"at":%d,"failed":"bolt","master":"cargo","reason":"bolt is down","task_id":"mnist-1","tx_id":"%s"}`, first.At, r.TxID)
+	if r.Event == nil || r.Event.Name != "MasterFailedOver" || string(r.Event.Payload) != wantEvent {
+		t.Fatalf("event = %+v", r.Event)
+	}
+
+	// cargo -> acme (wrapping round), but not while acme is demoted: bolt has been master already.
+	c.ok(t, c.admin1, "SetCompanyStatus", "acme", "demoted")
+	c.refused(t, "no committee member of task mnist-1 can take over from master cargo: acme is demoted; bolt has been master",
+		c.publisher, "FailoverMaster", "mnist-1", "cargo is down")
+	c.ok(t, c.admin1, "SetCompanyStatus", "acme", "active")
+	second := c.ok(t, c.publisher, "FailoverMaster", "mnist-1", "cargo is down")
+	c.get(t, &task, "GetTask", "mnist-1")
+	if task.Master != "acme" || len(task.MasterHistory) != 2 || task.MasterHistory[0] != first ||
+		task.MasterHistory[1].Failed != "cargo" || task.MasterHistory[1].TxID != second.TxID || task.MasterHistory[1].At <= first.At {
+		t.Fatalf("task after the second failover = %+v", task)
+	}
+
+	// Every member has been master: none is left to take over.
+	c.refused(t, "no committee member of task mnist-1 can take over from master acme: bolt has been master; cargo has been master",
+		c.publisher, "FailoverMaster", "mnist-1", "acme is down")
+}
+
+func TestAMasterIsNotFailedOverOnceItsTaskIsFinished(t *testing.T) {
+	c := newConsortium(t)
+	c.withKey(t, genesis(escrow, func(g *Genesis) { g.Rounds = 1 }))
+	c.verifiedRound(t, 1, "1", c.acme, c.bolt)
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"))
+
+	c.refused(t, "task mnist-1 is finished: a master is failed over only while its task is active", c.publisher, "FailoverMaster", "mnist-1", "down")
+}
+
+func TestMembersReleaseTheirEscrowSharesOnceToTheMasterThatTookOver(t *testing.T) {
+	c := newConsortium(t)
+	c.withKey(t, genesis(escrow))
+	c.withKey(t, genesis(func(g *Genesis) { g.TaskID = "mnist-2" }))
+	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant,committee")
+	c.ok(t, dock, "RegisterCompany", "dock", "participant,committee", "")
+
+	c.refused(t, "the master of task mnist-1 has not been failed over: escrow shares are released only to a master that took over, and bolt still holds the key",
+		c.acme, "ReleaseEscrowShare", "mnist-1", release("bolt", "acme"))
+	c.refused(t, "task mnist-2 keeps its key by threshold custody and has no escrow shares to release", c.acme, "ReleaseEscrowShare", "mnist-2", release("bolt", "acme"))
+	c.ok(t, c.publisher, "FailoverMaster", "mnist-1", "bolt is down")
+
+	dealtTo := func(member string) string { return sha(share(member)) }
+	cases := []struct {
+		want string
+		id   *ledgertest.Identity
+		doc  string
+	}{
+		{"company cargo is the current master of task mnist-1: it opens its own escrow share from its key share record and releases none to itself",
+			c.cargo, release("cargo", "cargo")},
+		{"company dock is not on the committee of task mnist-1 and holds no escrow share of it", dock, release("cargo", "dock")},
+		{"company pub does not hold the committee role", c.publisher, release("cargo", "pub")},
+		{"is not a registered company", ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "committee"), release("cargo", "acme")},
+		{`the release is addressed to master "bolt", but the current master of task mnist-1 is cargo: seal the share to cargo's encryption key and name it`,
+			c.acme, release("bolt", "acme")},
+		{fmt.Sprintf("share_sha256 %s is not the commitment %s the dealer recorded for the escrow share of acme in task mnist-1", dealtTo("bolt"), dealtTo("acme")),
+			c.acme, release("cargo", "acme", func(r *Release) { r.ShareSHA256 = dealtTo("bolt") })},
+		{"share_sha256 must be 64 lower-case hex", c.acme, release("cargo", "acme", func(r *Release) { r.ShareSHA256 = "ab" })},
+		{"the sealed escrow share is 48 bytes: a sealed box is its share plus 48 bytes", c.acme,
+			release("cargo", "acme", func(r *Release) { r.SealedShare = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", 48))) })},
+		{"the sealed escrow share is 16385 bytes; at most 16384 are accepted", c.acme,
+			release("cargo", "acme", func(r *Release) {
+				r.SealedShare = base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s", MaxSealedShareBytes+1)))
+			})},
+		{"the sealed escrow share is not valid base64", c.acme, release("cargo", "acme", func(r *Release) { r.SealedShare = "abc" })},
+		{"unknown field", c.acme, `{"master":"cargo","member":"acme"}`},
+		{"trailing data", c.acme, release("cargo", "acme") + "{}"},
+		{fmt.Sprintf("the release is %d bytes; it may be at most %d", maxReleaseLength+1, maxReleaseLength), c.acme,
+			release("cargo", "acme") + strings.Repeat(" ", maxReleaseLength+1-len(release("cargo", "acme")))},
+	}
+	for _, tc := range cases {
+		c.refused(t, tc.want, tc.id, "ReleaseEscrowShare", "mnist-1", tc.doc)
+	}
+
+	// acme releases; bolt, the failed master, is demoted and may still release its own share.
+	r := c.ok(t, c.acme, "ReleaseEscrowShare", "mnist-1", release("cargo", "acme"))
+	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "demoted")
+	boltTx := c.ok(t, c.bolt, "ReleaseEscrowShare", "mnist-1", release("cargo", "bolt")).TxID
+	c.refused(t, fmt.Sprintf("company acme already released its escrow share of task mnist-1 to master cargo (tx %s)", r.TxID),
+		c.acme, "ReleaseEscrowShare", "mnist-1", release("cargo", "acme"))
+
+	var releases []EscrowRelease
+	c.get(t, &releases, "ListEscrowReleases", "mnist-1")
+	want := []EscrowRelease{
+		{TaskID: "mnist-1", Master: "cargo", Member: "acme", EncryptionKey: encryptionKey("cargo"),
+			SealedShare: base64.StdEncoding.EncodeToString(append([]byte(strings.Repeat("r", 48)), share("acme")...)), ShareSHA256: dealtTo("acme"), TxID: r.TxID},
+		{TaskID: "mnist-1", Master: "cargo", Member: "bolt", EncryptionKey: encryptionKey("cargo"),
+			SealedShare: base64.StdEncoding.EncodeToString(append([]byte(strings.Repeat("r", 48)), share("bolt")...)), ShareSHA256: dealtTo("bolt"), TxID: boltTx},
+	}
+	if !reflect.DeepEqual(releases, want) {
+		t.Fatalf("ListEscrowReleases = %+v, want %+v", releases, want)
+	}
+	wantEvent := fmt.Sprintf(`{"encryption_key":"%s","master":"cargo","member":"acme","share_sha256":"%s","task_id":"mnist-1","tx_id":"%s"}`,
+		encryptionKey("cargo"), dealtTo("acme"), r.TxID)
+	if r.Event == nil || r.Event.Name != "EscrowShareReleased" || string(r.Event.Payload) != wantEvent {
+		t.Fatalf("event = %+v", r.Event)
+	}
+
+	// The master rotates its key and then fails too: releases go to acme, sealed to its key of the moment.
+	c.ok(t, c.acme, "RecordCompanyKeys", encryptionKey("acme-2"), nodeKey)
+	c.ok(t, c.publisher, "FailoverMaster", "mnist-1", "cargo is down")
+	c.get(t, &releases, "ListEscrowReleases", "mnist-1")
+	if len(releases) != 0 {
+		t.Fatalf("releases to the new master before any = %+v", releases)
+	}
+	c.refused(t, `the release is addressed to master "cargo", but the current master of task mnist-1 is acme`, c.bolt,
+		"ReleaseEscrowShare", "mnist-1", release("cargo", "bolt"))
+	c.ok(t, c.admin3, "SetCompanyStatus", "cargo", "revoked")
+	c.refused(t, "company cargo is revoked", c.cargo, "ReleaseEscrowShare", "mnist-1", release("acme", "cargo"))
+	c.ok(t, c.bolt, "ReleaseEscrowShare", "mnist-1", release("acme", "bolt"))
+	c.get(t, &releases, "ListEscrowReleases", "mnist-1")
+	if len(releases) != 1 || releases[0].Member != "bolt" || releases[0].Master != "acme" || releases[0].EncryptionKey != encryptionKey("acme-2") {
+		t.Fatalf("releases to acme = %+v", releases)
 	}
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"slices"
@@ -154,9 +155,10 @@ func (b *companyBook) save() error {
 	return nil
 }
 
-// OpenRound opens round n of a task; only the task's publisher may. epsilonAfter is the
-// cumulative epsilon the task will have spent once this round closes (from the client's RDP
-// accountant): a round that would pass the task's budget cannot be opened.
+// OpenRound opens round n of a task; only the task's publisher may, and only once the task's
+// dealer has dealt its key. epsilonAfter is the cumulative epsilon the task will have spent once
+// this round closes (from the client's RDP accountant): a round that would pass the task's
+// budget cannot be opened.
 func (c *Contract) OpenRound(ctx contractapi.TransactionContextInterface, taskID string, n int, epsilonAfter string) error {
 	task, err := loadTask(ctx, taskID)
 	if err != nil {
@@ -168,6 +170,9 @@ func (c *Contract) OpenRound(ctx contractapi.TransactionContextInterface, taskID
 	}
 	if publisher.Name != task.Publisher {
 		return fmt.Errorf("only the task's publisher %s may open its rounds", task.Publisher)
+	}
+	if task.Status == TaskAwaitingKey {
+		return errors.New(awaitingKey(task))
 	}
 	if task.Status != TaskActive {
 		return fmt.Errorf("task %s is %s", taskID, task.Status)

@@ -42,32 +42,66 @@ type DPSpec struct {
 	NoiseMode       string `json:"noise_mode"`
 }
 
-// HESpec holds the Paillier public modulus and how its secret is kept.
+// HESpec says how the task's Paillier key is kept and who makes it. The genesis names the dealer;
+// the dealer's DealKey fills in the modulus and the public key's hash, which a genesis may not
+// carry.
+//
+// Under threshold custody (CustodyThreshold) no one holds the private key: any Threshold of the
+// committee decrypt together. Under escrow custody (CustodyEscrow, the design of
+// 000_b005f3d8904386cc.txt) Master, a committee member, holds the whole key and decrypts alone;
+// the key's factor is Shamir-shared over the committee, and Threshold is how many members rebuild
+// it for a new master when the master fails.
 type HESpec struct {
-	PaillierN     string `json:"paillier_n"`
-	KeyCustody    string `json:"key_custody"`
-	Threshold     int    `json:"threshold"`
-	CommitteeSize int    `json:"committee_size"`
+	KeyCustody      string `json:"key_custody"`
+	Threshold       int    `json:"threshold"`
+	CommitteeSize   int    `json:"committee_size"`
+	Dealer          string `json:"dealer"`
+	Master          string `json:"master,omitempty"`
+	PaillierN       string `json:"paillier_n,omitempty"`
+	PublicKeySHA256 string `json:"public_key_sha256,omitempty"`
 }
 
-// Task is a training task: its genesis and where it stands.
-type Task struct {
-	Genesis
-	Publisher          string `json:"publisher"`
-	Status             string `json:"status"`
-	CurrentRound       int    `json:"current_round"`
-	EpsilonSpentMicro  int64  `json:"epsilon_spent_micro"`
-	EpsilonBudgetMicro int64  `json:"epsilon_budget_micro"`
-	CreatedAt          int64  `json:"created_at"`
-}
-
-// Task statuses.
+// Key custodies of a task (he.key_custody).
 const (
-	TaskActive   = "active"
-	TaskFinished = "finished"
+	CustodyThreshold = "threshold"
+	CustodyEscrow    = "escrow"
 )
 
-func (g *Genesis) validate() (budget int64, err error) {
+// Task is a training task: its genesis and where it stands. An escrow task also names its
+// current master (he.master until a FailoverMaster) and every failover, oldest first.
+type Task struct {
+	Genesis
+	Publisher          string         `json:"publisher"`
+	Status             string         `json:"status"`
+	CurrentRound       int            `json:"current_round"`
+	EpsilonSpentMicro  int64          `json:"epsilon_spent_micro"`
+	EpsilonBudgetMicro int64          `json:"epsilon_budget_micro"`
+	CreatedAt          int64          `json:"created_at"`
+	Master             string         `json:"master,omitempty"`
+	MasterHistory      []MasterChange `json:"master_history,omitempty"`
+}
+
+// MasterChange is one failover of an escrow task's master: Failed handed over to Master, for
+// Reason, in transaction TxID at At (its timestamp, in seconds).
+type MasterChange struct {
+	Master string `json:"master"`
+	Failed string `json:"failed"`
+	Reason string `json:"reason"`
+	TxID   string `json:"tx_id"`
+	At     int64  `json:"at"`
+}
+
+// Task statuses: awaiting-key -> active -> finished. A task waits for its dealer's key before
+// its first round can open.
+const (
+	TaskAwaitingKey = "awaiting-key"
+	TaskActive      = "active"
+	TaskFinished    = "finished"
+)
+
+// validate checks a genesis on its own and against its publisher: the places its companies
+// hold, not yet whether they are registered.
+func (g *Genesis) validate(publisher string) (budget int64, err error) {
 	if err := checkName("task", g.TaskID); err != nil {
 		return 0, err
 	}
@@ -97,18 +131,36 @@ func (g *Genesis) validate() (budget int64, err error) {
 	if g.Privacy.NoiseMode != "central" && g.Privacy.NoiseMode != "distributed" {
 		return 0, fmt.Errorf("dp.noise_mode must be central or distributed, got %q", g.Privacy.NoiseMode)
 	}
-	if !hexPattern.MatchString(g.Encryption.PaillierN) || len(g.Encryption.PaillierN) < 256 {
-		return 0, fmt.Errorf("he.paillier_n must be the Paillier modulus in lower-case hex, at least 1024 bits")
+	if g.Encryption.PaillierN != "" || g.Encryption.PublicKeySHA256 != "" {
+		return 0, fmt.Errorf("he.paillier_n and he.public_key_sha256 are not part of a genesis: the dealer supplies the key with DealKey")
 	}
 	switch g.Encryption.KeyCustody {
-	case "threshold", "escrow":
+	case CustodyThreshold:
+		if g.Encryption.Master != "" {
+			return 0, fmt.Errorf("he.master %q is only for escrow custody: under threshold custody no one holds the whole key; leave he.master out",
+				g.Encryption.Master)
+		}
+	case CustodyEscrow:
+		if g.Encryption.Master == "" {
+			return 0, fmt.Errorf("escrow custody needs he.master: the committee member that holds the task's whole private key")
+		}
+		if err := checkName("he.master company", g.Encryption.Master); err != nil {
+			return 0, err
+		}
 	default:
 		return 0, fmt.Errorf("he.key_custody must be threshold or escrow, got %q", g.Encryption.KeyCustody)
+	}
+	if err := checkName("he.dealer company", g.Encryption.Dealer); err != nil {
+		return 0, err
 	}
 	n := len(g.Committee)
 	if g.Encryption.CommitteeSize != n || g.Encryption.Threshold < 1 || g.Encryption.Threshold > n {
 		return 0, fmt.Errorf("he.threshold %d of he.committee_size %d does not fit a committee of %d",
 			g.Encryption.Threshold, g.Encryption.CommitteeSize, n)
+	}
+	if g.Encryption.KeyCustody == CustodyEscrow && g.Encryption.Threshold < 2 {
+		// With t = 1 every member's Shamir share would be the master key's factor itself.
+		return 0, fmt.Errorf("he.threshold 1 is too low for escrow custody: each member's share would be the master's key itself; use 2 to the committee size %d", n)
 	}
 	if g.Quorum < 1 || g.Quorum > n {
 		return 0, fmt.Errorf("quorum must be between 1 and the committee size %d, got %d", n, g.Quorum)
@@ -126,6 +178,9 @@ func (g *Genesis) validate() (budget int64, err error) {
 			return 0, fmt.Errorf("%s lists a company twice", list.what)
 		}
 	}
+	if err := g.checkPlaces(publisher); err != nil {
+		return 0, err
+	}
 	if !hexPattern.MatchString(g.Seed0) || len(g.Seed0) < 32 {
 		return 0, fmt.Errorf("seed0 must be at least 16 bytes in lower-case hex")
 	}
@@ -135,9 +190,43 @@ func (g *Genesis) validate() (budget int64, err error) {
 	return budget, nil
 }
 
+// checkPlaces keeps the task's powers apart: the aggregator sits on the committee that checks
+// its aggregate but is not the publisher, an escrow task's master sits on the committee that
+// escrows its key, and the dealer, who could decrypt everything with the
+// key it generated, holds no other place at all.
+func (g *Genesis) checkPlaces(publisher string) error {
+	if !slices.Contains(g.Committee, g.Aggregator) {
+		return fmt.Errorf("the aggregator %s must be a committee member of task %s", g.Aggregator, g.TaskID)
+	}
+	if g.Aggregator == publisher {
+		return fmt.Errorf("the aggregator %s may not be the publisher of task %s", g.Aggregator, g.TaskID)
+	}
+	// The master's key is escrowed over the committee, and a member takes over when it fails.
+	if master := g.Encryption.Master; master != "" && !slices.Contains(g.Committee, master) {
+		return fmt.Errorf("the master %s must be a committee member of task %s", master, g.TaskID)
+	}
+	dealer := g.Encryption.Dealer
+	// Ordered checks, not a map: every peer must report the same first overlap.
+	for _, place := range []struct {
+		what string
+		held bool
+	}{
+		{"the publisher", dealer == publisher},
+		{"the aggregator", dealer == g.Aggregator},
+		{"a committee member", slices.Contains(g.Committee, dealer)},
+		{"a participant", slices.Contains(g.Participants, dealer)},
+	} {
+		if place.held {
+			return fmt.Errorf("the dealer %s may hold no other role in task %s: it is also %s", dealer, g.TaskID, place.what)
+		}
+	}
+	return nil
+}
+
 // CreateTask records a task from its genesis JSON; only a company holding the publisher role
-// may. Every committee member, participant and the aggregator must be registered, active
-// companies holding the role their place needs. Participants receive initial_tokens.
+// may. Every committee member, participant, the aggregator and the dealer must be registered,
+// active companies holding the role their place needs. Participants receive initial_tokens. The
+// task then awaits its key: no round opens until the dealer has run DealKey.
 func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genesisJSON string) error {
 	publisher, err := actingCompany(ctx, RolePublisher)
 	if err != nil {
@@ -150,7 +239,7 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	if err := decodeStrict(genesisJSON, &g, "the task genesis"); err != nil {
 		return err
 	}
-	budget, err := g.validate()
+	budget, err := g.validate(publisher.Name)
 	if err != nil {
 		return err
 	}
@@ -169,6 +258,9 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	if err := requireMembers(ctx, []string{g.Aggregator}, RoleParticipant, "aggregator"); err != nil {
 		return err
 	}
+	if err := requireMembers(ctx, []string{g.Encryption.Dealer}, RoleDealer, "dealer"); err != nil {
+		return err
+	}
 	participants, err := loadMembers(ctx, g.Participants, RoleParticipant, "participant")
 	if err != nil {
 		return err
@@ -178,7 +270,7 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 		return err
 	}
 	task := &Task{
-		Genesis: g, Publisher: publisher.Name, Status: TaskActive,
+		Genesis: g, Publisher: publisher.Name, Status: TaskAwaitingKey,
 		EpsilonBudgetMicro: budget, CreatedAt: now,
 	}
 	if err := putJSON(ctx, taskKey, task); err != nil {

@@ -22,7 +22,8 @@
         │   ├── EndorseError           the proposal was not endorsed (carries tx_id)
         │   ├── SubmitError            the ordering service did not accept it (carries tx_id)
         │   └── CommitStatusError      its commit status could not be read (carries tx_id)
-        └── CommitError                ordered, but committed as invalid (tx_id, validation code)
+        ├── CommitError                ordered, but committed as invalid (tx_id, validation code)
+        └── KeyIntegrityError          a key or sealed share read from the ledger fails its hash
     └── NetworkError                   bringing the consortium up, inspecting or stopping it
         ├── NetworkConfigError         an invalid consortium file
         ├── NetworkStateError          up when already up, a half-started network, down when not up
@@ -188,6 +189,15 @@ class CommitError(FabricError):
         advice = _COMMIT_ADVICE.get(code, "the ledger is unchanged by it")
         super().__init__(f"transaction {tx_id} failed to commit{where}: {code}; {advice}")
         self.tx_id, self.code, self.block_number = tx_id, code, block_number
+
+
+class KeyIntegrityError(FabricError):
+    """A threshold key or sealed key share read from the ledger does not decode or match its recorded hash."""
+
+    def __init__(self, task_id: str, what: str, reason: str) -> None:
+        super().__init__(f"the {what} of task {task_id} read from the ledger {reason}; read it from another "
+                         f"organization's peer, and report the peer that answered")
+        self.task_id, self.what, self.reason = task_id, what, reason
 
 
 class NetworkError(FedLedgerError):

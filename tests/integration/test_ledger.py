@@ -1,9 +1,11 @@
 """Every FedLedger transaction, through :class:`~fedledger.fabric.Ledger`, on the consortium's real peers.
 
 The companies are fresh identities enrolled at each organization's Fabric CA with only the roles
-they need, registered once for the module. Each test uses its own task, so the tests do not depend
-on each other or on what other modules put on the shared ledger; where a test checks stake,
-reputation or tokens it compares them with their values before the test.
+they need, registered once for the module; the committee members record X25519 encryption keys,
+and a key-management company (the dealer) deals each task's threshold key as shares sealed to
+them. Each test uses its own task, so the tests do not depend on each other or on what other
+modules put on the shared ledger; where a test checks stake, reputation or tokens it compares them
+with their values before the test.
 """
 
 from __future__ import annotations
@@ -24,8 +26,25 @@ from typing import Any
 
 import pytest
 from fabric_protos.common import ledger_pb2
+from nacl.exceptions import CryptoError as SealedBoxError
+from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from fedledger.errors import EndorseError, FabricError, GatewayError
+from fedledger.crypto import (
+    EscrowRecord,
+    deal_threshold_key,
+    dump_escrow_share,
+    dump_key_share,
+    dump_private_key,
+    dump_threshold_key,
+    escrow_private_key,
+    generate_keypair,
+    load_escrow_share,
+    load_private_key,
+    recover_private_key,
+)
+from fedledger.crypto import PublicKey as PaillierPublicKey
+from fedledger.crypto.sealing import seal
+from fedledger.errors import EndorseError, GatewayError
 from fedledger.fabric import (
     CAClient,
     ChaincodeEvent,
@@ -39,8 +58,8 @@ from fedledger.fabric import (
     SubmittedTransaction,
     connect,
 )
-from fedledger.fabric.ledger import Genesis, fixed_point
-from fedledger.fabric.proposal import Args, Transient
+from fedledger.fabric.ledger import Genesis, SealedShare, canonical_json, fixed_point
+from fedledger.fabric.proposal import Args
 from fedledger.privacy import RdpAccountant
 
 from .conftest import Consortium
@@ -53,20 +72,42 @@ EVENT_WAIT_SECONDS = 30.0
 PEER_CATCH_UP_SECONDS = 30.0
 # How long the peers of a fresh network may take to discover each other through gossip.
 DISCOVERY_SECONDS = 60.0
+# A Flower node's public key stands in as PEM-looking text: the ledger only keeps it.
+NODE_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbGVkZ2VyLXRlc3Q=\n-----END PUBLIC KEY-----\n"
 
 
 @dataclass
 class Member:
-    """One client identity of one organization, connected to its org's peer."""
+    """One client identity of one organization, connected to its org's peer, with the X25519 key
+    pair whose public half its company records as its encryption key."""
 
     org: str
     gateway: Gateway
     ledger: Ledger
     company: str = ""
+    sealing: PrivateKey | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.gateway.identity.fingerprint
+
+    def record_keys(self) -> str:
+        """Give the company a fresh encryption key pair and record the public half (and a node key)."""
+        self.sealing = PrivateKey.generate()
+        return self.ledger.record_company_keys(encryption_key=bytes(self.sealing.public_key).hex(), node_key=NODE_KEY)
+
+    def open(self, sealed: bytes) -> bytes:
+        assert self.sealing is not None, f"{self.company} has recorded no encryption key"
+        return bytes(SealedBox(self.sealing).decrypt(sealed))
+
+
+@dataclass(frozen=True)
+class ThresholdKey:
+    """One threshold key (2 of 3, 1024 bits) the module's tasks share: dealing is what is tested."""
+
+    public_key: bytes
+    paillier_n: str
+    shares: tuple[bytes, ...]
 
 
 @dataclass
@@ -79,11 +120,28 @@ class Members:
     bolt: Member  # Warehouse, participant and committee
     cargo: Member  # Carrier, participant and committee
     outsider: Member  # Carrier, participant and committee, on no task's committee
+    dealer: Member  # Warehouse, dealer role only: deals every task's key here
     admins: dict[str, Member]
     enroll: Callable[[str, str], Member]
+    key: ThresholdKey
 
     def channel_height(self) -> int:
         return max(peer_heights(self.consortium, self.publisher.gateway))
+
+    def sealed_shares(self, committee: Sequence[str]) -> list[SealedShare]:
+        """The module key's shares, in committee order, each sealed to the encryption key its member
+        recorded on the ledger, as a dealer makes them."""
+        ledger = self.dealer.ledger
+        return [SealedShare(name, bytes(SealedBox(PublicKey(bytes.fromhex(ledger.get_company(name)["encryption_key"])))
+                                         .encrypt(share)), hashlib.sha256(share).hexdigest())
+                for name, share in zip(committee, self.key.shares, strict=True)]
+
+    def deal(self, task_id: str, *, dealer: Member | None = None) -> str:
+        """Deal the module key for a task whose committee is its genesis's (by its dealer, by default)."""
+        committee = self.publisher.ledger.get_task(task_id)["committee"]
+        return (dealer or self.dealer).ledger.deal_key(task_id, paillier_n=self.key.paillier_n,
+                                                       public_key=self.key.public_key,
+                                                       shares=self.sealed_shares(committee))
 
 
 def _registrar(consortium: Consortium, org: str) -> Enrollment:
@@ -142,15 +200,11 @@ class EveryPeerCommits:
     def __init__(self, contract: Contract, heights: Callable[[], list[int]]) -> None:
         self._contract, self._heights = contract, heights
 
-    def evaluate(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                 endorsing_organizations: Sequence[str] | None = None) -> bytes:
-        return self._contract.evaluate(name, args, transient=transient,
-                                       endorsing_organizations=endorsing_organizations)
+    def evaluate(self, name: str, args: Args = ()) -> bytes:
+        return self._contract.evaluate(name, args)
 
-    def submit_async(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                     endorsing_organizations: Sequence[str] | None = None) -> _CommittedEverywhere:
-        return _CommittedEverywhere(self._contract.submit_async(
-            name, args, transient=transient, endorsing_organizations=endorsing_organizations), self._heights)
+    def submit_async(self, name: str, args: Args = ()) -> _CommittedEverywhere:
+        return _CommittedEverywhere(self._contract.submit_async(name, args), self._heights)
 
 
 def _ledger(consortium: Consortium, gateway: Gateway) -> Ledger:
@@ -212,6 +266,7 @@ def members(consortium: Consortium) -> Iterator[Members]:
         opened.append(gateway)
         return Member(org, gateway, _ledger(consortium, gateway))
 
+    public, shares = deal_threshold_key(threshold=2, parties=3, key_bits=1024)
     try:
         team = Members(
             consortium,
@@ -220,13 +275,18 @@ def members(consortium: Consortium) -> Iterator[Members]:
             bolt=enroll("Warehouse", "participant,committee"),
             cargo=enroll("Carrier", "participant,committee"),
             outsider=enroll("Carrier", "participant,committee"),
+            dealer=enroll("Warehouse", "dealer"),
             admins={org: admin(org) for org in ("Manufacturer", "Warehouse", "Carrier")},
             enroll=enroll,
+            key=ThresholdKey(dump_threshold_key(public), format(int(public.public_key.n), "x"),
+                             tuple(dump_key_share(s) for s in shares)),
         )
         ensure_company(team.publisher, "ledger-pub", ["publisher"])
+        ensure_company(team.dealer, "ledger-kmc", ["dealer"])
         for member, name in ((team.acme, "ledger-acme"), (team.bolt, "ledger-bolt"), (team.cargo, "ledger-cargo"),
                              (team.outsider, "ledger-outsider")):
             ensure_company(member, name, ["participant", "committee"])
+            member.record_keys()
         yield team
     finally:
         for gateway in opened:
@@ -259,7 +319,8 @@ def genesis(task_id: str, members: Members, *, participants: list[Member] | None
         "rounds": rounds,
         "dp": {"epsilon_budget": epsilon_budget, "delta": fixed_point(DELTA), "clip_norm": "4",
                "noise_multiplier": noise_multiplier, "noise_mode": "distributed"},
-        "he": {"paillier_n": "c3" * 128, "key_custody": "threshold", "threshold": 2, "committee_size": len(committee)},
+        "he": {"key_custody": "threshold", "threshold": 2, "committee_size": len(committee),
+               "dealer": members.dealer.company},
         "committee": [m.company for m in committee],
         "quorum": quorum,
         "aggregator": members.acme.company,
@@ -277,10 +338,16 @@ def chaincode_message(err: GatewayError) -> list[str]:
     return [detail.message for detail in err.details]
 
 
+def active_task(members: Members, document: Genesis) -> str:
+    """Create a task from ``document`` and have its dealer deal its key: a task whose rounds can open."""
+    members.publisher.ledger.create_task(document)
+    members.deal(document["task_id"])
+    return document["task_id"]
+
+
 def collecting_round(members: Members, prefix: str, submitters: tuple[Member, ...]) -> str:
     """A fresh task whose round 1 is open and holds one update from each of ``submitters``."""
-    task = unique_task(prefix)
-    members.publisher.ledger.create_task(genesis(task, members))
+    task = active_task(members, genesis(unique_task(prefix), members))
     members.publisher.ledger.open_round(task, 1, epsilon_after="1")
     for m in submitters:
         m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
@@ -383,6 +450,7 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
         return tx_id
 
     created = did("TaskCreated", pub.ledger.create_task(genesis(task, members)))
+    dealt = did("KeyDealt", members.deal(task))
     # Round 1: all three train (samples 100:200:300); acme and bolt verify; cargo never votes.
     opened1 = did("RoundOpened", pub.ledger.open_round(task, 1, epsilon_after=accountant.epsilon_after(1, delta=DELTA)))
     round1_updates = [did("UpdateSubmitted", m.ledger.submit_update(
@@ -444,9 +512,10 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
     assert [h["tx_id"] for h in round_history] == [opened1, *round1_updates, aggregated1, *round1_votes, closed1]
     assert [h["value"]["status"] for h in round_history] == [
         "open", "collecting", "collecting", "collecting", "aggregated", "aggregated", "verified", "closed"]
-    assert [h["value"]["current_round"] for h in task_history] == [0, 1, 1, 2, 2]
-    assert [h["value"]["status"] for h in task_history][-1] == "finished"
-    assert task_history[0]["tx_id"] == created and task_history[-1]["tx_id"] == closed2
+    assert [h["value"]["current_round"] for h in task_history] == [0, 0, 1, 1, 2, 2]
+    assert [h["value"]["status"] for h in task_history] == [
+        "awaiting-key", "active", "active", "active", "active", "finished"]
+    assert [h["tx_id"] for h in task_history[:2]] == [created, dealt] and task_history[-1]["tx_id"] == closed2
     assert [h["timestamp"] for h in task_history] == sorted(h["timestamp"] for h in task_history)
     assert [h["tx_id"] for h in update_history] == [round1_updates[1]]
     assert [h["tx_id"] for h in bolt_history[-3:]] == [created, closed1, closed2]
@@ -456,6 +525,8 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
     assert sorted((e.tx_id, e.event_name) for e in seen) == sorted(events.items())
     payloads = {e.tx_id: json.loads(e.payload) for e in seen}
     assert payloads[created] == task_history[0]["value"]
+    assert payloads[dealt] == {"task_id": task, "dealer": "ledger-kmc", "members": [m.company for m in trio],
+                               "public_key_sha256": hashlib.sha256(members.key.public_key).hexdigest()}
     assert payloads[opened1] == round_history[0]["value"]
     assert payloads[closed1] == {"round": round_history[-1]["value"], "penalized": ["ledger-cargo"],
                                  "rewards": {"ledger-acme": 166, "ledger-bolt": 333, "ledger-cargo": 500}}
@@ -464,60 +535,209 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
 # -- key custody ---------------------------------------------------------------------------
 
 
-def test_a_key_share_stays_with_its_members_org_and_only_its_hash_is_public(members: Members) -> None:
-    pub, bolt, cargo = members.publisher, members.bolt, members.cargo
+def test_the_dealer_deals_shares_that_only_each_member_can_open(members: Members) -> None:
+    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
     task = unique_task("custody")
     pub.ledger.create_task(genesis(task, members))
-    share = b"threshold share of ledger-bolt: " + uuid.uuid4().bytes
-    digest = hashlib.sha256(share).hexdigest()
+    awaiting = pub.ledger.get_task(task)
 
-    # The share reaches the endorsing peers of bolt's org and one more (the majority policy), in the
-    # transient map; it is stored only in bolt's org's implicit private data collection.
-    tx_id = bolt.ledger.store_key_share(task, share, endorsing_organizations=["WarehouseMSP", "ManufacturerMSP"])
-    record = cargo.ledger.get_key_share_record(task, "ledger-bolt")
+    tx_id = members.deal(task)
+
+    dealt = cargo.ledger.get_task(task)
+    records = {m.company: cargo.ledger.get_key_share_record(task, m.company) for m in (acme, bolt, cargo)}
     block = pub.gateway.network(members.consortium.channel).contract("qscc").evaluate(
         "GetBlockByTxID", [members.consortium.channel, tx_id])
-
-    assert record == {"task_id": task, "member": "ledger-bolt", "msp_id": "WarehouseMSP", "sha256": digest}
-    assert digest.encode() in block
-    assert share not in block and base64.b64encode(share) not in block
-    assert bolt.ledger.read_key_share(task) == share
-
-    # Another org's member has no share of its own to read, and cannot name bolt's.
-    with pytest.raises(GatewayError, match=re.escape(f"committee member ledger-cargo has stored no key share "
-                                                     f"for task {task}")):
-        cargo.ledger.read_key_share(task)
-    # Not even the other org's peer that endorsed the store kept the share.
-    bolt_contract = bolt.gateway.network(members.consortium.channel).contract(members.consortium.chaincode)
-    with pytest.raises(GatewayError, match=re.escape(
-            f"the peer that ran this query keeps no copy of the key share of ledger-bolt for task {task}: "
-            f"only peers of WarehouseMSP do; send the query to one of them")):
-        bolt_contract.evaluate("ReadKeyShare", [task], endorsing_organizations=["ManufacturerMSP"])
-    # A share endorsed without the member's own org would be kept by no peer at all.
-    with pytest.raises(FabricError, match="must include the caller's own organization WarehouseMSP"):
-        bolt.ledger.store_key_share(task, share, endorsing_organizations=["ManufacturerMSP", "CarrierMSP"])
-    # Only committee members hold shares.
-    with pytest.raises(GatewayError, match="company ledger-pub does not hold the committee role"):
-        pub.ledger.read_key_share(task)
+    assert awaiting["status"] == "awaiting-key" and "paillier_n" not in awaiting["he"]
+    assert dealt["status"] == "active" and dealt["he"]["paillier_n"] == members.key.paillier_n
+    assert dealt["he"]["public_key_sha256"] == hashlib.sha256(members.key.public_key).hexdigest()
+    assert bolt.ledger.get_threshold_key(task) == members.key.public_key
+    for member, share in zip((acme, bolt, cargo), members.key.shares, strict=True):
+        record = records[member.company]
+        assert member.sealing is not None
+        assert {k: v for k, v in record.items() if k != "sealed_share"} == {
+            "task_id": task, "member": member.company, "msp_id": str(members.consortium.org(member.org)["msp_id"]),
+            "encryption_key": bytes(member.sealing.public_key).hex(), "share_sha256": hashlib.sha256(share).hexdigest(),
+            "dealer": "ledger-kmc"}
+        # The sealed share is public: in the block and readable by anyone; only its member opens it.
+        sealed = pub.ledger.sealed_share(task, member.company)
+        assert base64.b64encode(sealed) in block and share not in block
+        assert member.open(sealed) == share
+        for other in (m for m in (acme, bolt, cargo) if m is not member):
+            with pytest.raises(SealedBoxError):
+                other.open(sealed)
 
 
-def test_a_second_key_share_and_one_sent_outside_the_transient_map_are_refused(members: Members) -> None:
-    task = unique_task("custody-twice")
-    members.publisher.ledger.create_task(genesis(task, members))
-    cargo = members.cargo
-    cargo.ledger.store_key_share(task, b"first share", endorsing_organizations=["CarrierMSP", "WarehouseMSP"])
+def test_the_dealer_alone_may_deal_once(members: Members) -> None:
+    pub, acme = members.publisher, members.acme
+    task = unique_task("custody-once")
+    pub.ledger.create_task(genesis(task, members))
+    rival = members.enroll("Carrier", "dealer")
+    ensure_company(rival, f"ledger-kmc-{uuid.uuid4().hex[:8]}", ["dealer"])
 
     def snapshot() -> object:
-        return members.channel_height(), cargo.ledger.get_key_share_record(task, "ledger-cargo")
+        return state_of(members, task)
 
-    with refused(f"committee member ledger-cargo already stored its key share for task {task}", snapshot):
-        cargo.ledger.store_key_share(task, b"second share", endorsing_organizations=["CarrierMSP", "WarehouseMSP"])
-    with refused('send the key share in the transient map under "key_share", not as an argument', snapshot):
-        members.bolt.gateway.network(members.consortium.channel).contract(members.consortium.chaincode).submit(
-            "StoreKeyShare", [task])
-    assert cargo.ledger.read_key_share(task) == b"first share"
-    with pytest.raises(GatewayError, match="committee member ledger-bolt has stored no key share"):
-        cargo.ledger.get_key_share_record(task, "ledger-bolt")
+    with refused("company ledger-acme does not hold the dealer role", snapshot):
+        members.deal(task, dealer=acme)
+    with refused(f"only the task's dealer ledger-kmc may deal the key of task {task}", snapshot):
+        members.deal(task, dealer=rival)
+    members.deal(task)
+    first = pub.ledger.get_threshold_key(task), pub.ledger.get_key_share_record(task, "ledger-bolt")
+
+    key_sha256 = hashlib.sha256(members.key.public_key).hexdigest()
+    with refused(f"the key of task {task} has already been dealt (public key {key_sha256}); a key is dealt once",
+                 snapshot):
+        members.deal(task)
+    assert (pub.ledger.get_threshold_key(task), pub.ledger.get_key_share_record(task, "ledger-bolt")) == first
+
+
+def test_a_genesis_whose_dealer_is_also_a_committee_member_is_refused_and_the_ledger_is_unchanged(
+        members: Members) -> None:
+    task = unique_task("dealer-on-committee")
+    document = genesis(task, members, committee=[members.acme, members.bolt, members.dealer])
+
+    def snapshot() -> object:
+        with pytest.raises(GatewayError, match=re.escape(f"task {task} does not exist")):
+            members.publisher.ledger.get_task(task)
+        ledger = members.publisher.ledger
+        return (members.channel_height(), ledger.get_task_history(task),
+                [(ledger.get_company(m.company), ledger.get_company_history(m.company))
+                 for m in (members.acme, members.bolt, members.cargo, members.dealer)])
+
+    with refused(f"the dealer ledger-kmc may hold no other role in task {task}: it is also a committee member",
+                 snapshot):
+        members.publisher.ledger.create_task(document)
+
+
+def test_a_round_cannot_open_before_the_key_is_dealt(members: Members) -> None:
+    task = unique_task("no-key")
+    members.publisher.ledger.create_task(genesis(task, members))
+
+    with refused(f"task {task} awaits its key from dealer ledger-kmc", lambda: state_of(members, task)):
+        members.publisher.ledger.open_round(task, 1, epsilon_after="1")
+    with pytest.raises(GatewayError, match=re.escape(f"task {task} awaits its key from dealer ledger-kmc")):
+        members.bolt.ledger.get_threshold_key(task)
+    with pytest.raises(GatewayError, match=re.escape(f"round 1 of task {task} has not been opened")):
+        members.publisher.ledger.get_round(task, 1)
+
+
+# -- escrow custody ------------------------------------------------------------------------
+
+
+def escrow_on_ledger(ledger: Ledger, task_id: str) -> tuple[PaillierPublicKey, EscrowRecord]:
+    """An escrow task's public key and escrow record as anyone reads them on the ledger: the public
+    key its dealer dealt, the genesis's recovery threshold, and each member's commitment in
+    committee order (the i-th member holds share i)."""
+    task = ledger.get_task(task_id)
+    public_key = PaillierPublicKey.from_dict(json.loads(ledger.get_threshold_key(task_id)))
+    commitments = tuple(ledger.get_key_share_record(task_id, m)["share_sha256"] for m in task["committee"])
+    return public_key, EscrowRecord(public_key.fingerprint, task["he"]["threshold"], len(commitments), commitments)
+
+
+def test_an_escrow_master_fails_over_and_two_members_release_their_shares_so_the_new_master_rebuilds_the_key(
+        members: Members) -> None:
+    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
+    dock = members.enroll("Warehouse", "participant,committee")
+    ensure_company(dock, f"ledger-dock-{uuid.uuid4().hex[:8]}", ["participant", "committee"])
+    dock.record_keys()
+    committee = (acme, bolt, cargo, dock)
+    public_key, private_key = generate_keypair(key_bits=1024)
+    escrow, shares = escrow_private_key(private_key, threshold=2, parties=len(committee))
+    task = unique_task("escrow")
+    document = genesis(task, members, committee=list(committee))
+    document["he"] = {"key_custody": "escrow", "threshold": 2, "committee_size": len(committee),
+                      "dealer": members.dealer.company, "master": acme.company}
+    pub.ledger.create_task(document)
+
+    # The dealer seals each member's escrow share to it, and the whole key to the master, acme.
+    dealer = members.dealer.ledger
+
+    def sealed_to(company: str, data: bytes) -> bytes:
+        return seal(dealer.get_company(company)["encryption_key"], data)
+
+    key_bytes = dump_private_key(private_key)
+    dealer.deal_key(task, paillier_n=format(int(public_key.n), "x"),
+                    public_key=canonical_json(public_key.to_dict()).encode(),
+                    shares=[SealedShare(m.company, sealed_to(m.company, dump_escrow_share(share)), share.digest())
+                            for m, share in zip(committee, shares, strict=True)],
+                    master_key=SealedShare(acme.company, sealed_to(acme.company, key_bytes),
+                                           hashlib.sha256(key_bytes).hexdigest()))
+
+    record = cargo.ledger.get_master_key_record(task)
+    sealed_key = cargo.ledger.sealed_master_key(task)
+    opened_key = acme.open(sealed_key)
+    assert acme.sealing is not None
+    assert {k: v for k, v in record.items() if k != "sealed_key"} == {
+        "task_id": task, "master": acme.company, "msp_id": "ManufacturerMSP",
+        "encryption_key": bytes(acme.sealing.public_key).hex(), "key_sha256": hashlib.sha256(key_bytes).hexdigest(),
+        "dealer": members.dealer.company}
+    assert opened_key == key_bytes and load_private_key(opened_key, public_key).raw_decrypt(public_key.raw_encrypt(7)) == 7
+    with pytest.raises(SealedBoxError):
+        bolt.open(sealed_key)
+    assert pub.ledger.get_task(task)["master"] == acme.company
+
+    def snapshot() -> object:
+        return state_of(members, task), pub.ledger.list_escrow_releases(task)
+
+    def own_share(member: Member) -> tuple[bytes, str]:
+        """The member's escrow share opened from the ledger, checked against its commitment."""
+        _, on_ledger = escrow_on_ledger(member.ledger, task)
+        opened = member.open(member.ledger.sealed_share(task, member.company))
+        commitment = member.ledger.get_key_share_record(task, member.company)["share_sha256"]
+        assert load_escrow_share(opened, on_ledger).digest() == commitment
+        return opened, commitment
+
+    with refused(f"the master of task {task} has not been failed over: escrow shares are released only to a master "
+                 f"that took over, and {acme.company} still holds the key", snapshot):
+        cargo.ledger.release_escrow_share(task, master=acme.company, sealed_share=b"\0" * 64,
+                                          share_sha256=own_share(cargo)[1])
+
+    # acme stops answering: the publisher hands the key to the next member, bolt.
+    start = members.channel_height()
+    failed_over = pub.ledger.failover_master(task, reason=f"{acme.company} stopped answering")
+    state = cargo.ledger.get_task(task)
+    failover_time = pub.ledger.get_task_history(task)[-1]["timestamp"]
+    assert state["master"] == bolt.company and state["he"].get("master") == acme.company
+    assert state.get("master_history") == [{"master": bolt.company, "failed": acme.company,
+                                            "reason": f"{acme.company} stopped answering", "tx_id": failed_over,
+                                            "at": failover_time}]
+
+    # cargo and dock release their shares to bolt, sealed to the key bolt recorded.
+    bolt_key = cargo.ledger.get_company(bolt.company)["encryption_key"]
+    released: dict[str, str] = {}
+    for member in (cargo, dock):
+        opened, commitment = own_share(member)
+        released[member.company] = member.ledger.release_escrow_share(
+            task, master=bolt.company, sealed_share=seal(bolt_key, opened), share_sha256=commitment)
+    with refused(f"company {cargo.company} already released its escrow share of task {task} to master "
+                 f"{bolt.company} (tx {released[cargo.company]})", snapshot):
+        cargo.ledger.release_escrow_share(task, master=bolt.company, sealed_share=seal(bolt_key, own_share(cargo)[0]),
+                                          share_sha256=own_share(cargo)[1])
+    with refused(f"company {bolt.company} is the current master of task {task}: it opens its own escrow share from "
+                 f"its key share record and releases none to itself", snapshot):
+        bolt.ledger.release_escrow_share(task, master=bolt.company, sealed_share=seal(bolt_key, own_share(bolt)[0]),
+                                         share_sha256=own_share(bolt)[1])
+
+    # bolt rebuilds the key from the two releases and what the ledger says of the escrow.
+    on_ledger_key, on_ledger_escrow = escrow_on_ledger(bolt.ledger, task)
+    releases = bolt.ledger.list_escrow_releases(task)
+    rebuilt = recover_private_key(on_ledger_key, on_ledger_escrow, [
+        load_escrow_share(bolt.open(base64.b64decode(r["sealed_share"], validate=True)), on_ledger_escrow)
+        for r in releases])
+
+    assert on_ledger_key == public_key and on_ledger_escrow == escrow
+    assert [(r["member"], r["master"], r["encryption_key"], r["tx_id"]) for r in releases] == [
+        (m.company, bolt.company, bolt_key, released[m.company]) for m in (cargo, dock)]
+    assert {rebuilt.p, rebuilt.q} == {private_key.p, private_key.q}
+    assert rebuilt.raw_decrypt(public_key.raw_encrypt(123456789)) == 123456789
+    # The events name the failover and each release, never a sealed share.
+    seen = {e.tx_id: (e.event_name, json.loads(e.payload))
+            for e in collect_events(members, start, {failed_over, *released.values()})}
+    assert seen[failed_over] == ("MasterFailedOver", {"task_id": task, **state["master_history"][0]})
+    for member, tx_id in released.items():
+        name, payload = seen[tx_id]
+        assert name == "EscrowShareReleased" and payload["member"] == member and payload["master"] == bolt.company
+        assert "sealed_share" not in payload
 
 
 # -- rejections leave the ledger unchanged -------------------------------------------------
@@ -540,8 +760,7 @@ def test_a_company_without_the_publisher_role_cannot_create_a_task(members: Memb
 
 
 def test_a_replayed_update_is_rejected_and_the_ledger_is_unchanged(members: Members) -> None:
-    task = unique_task("replay")
-    members.publisher.ledger.create_task(genesis(task, members))
+    task = active_task(members, genesis(unique_task("replay"), members))
     members.publisher.ledger.open_round(task, 1, epsilon_after="1")
     first = members.bolt.ledger.submit_update(task, 1, artifact_sha256=sha("bolt/1"), size_bytes=10, samples=5,
                                               compute_millis=5)
@@ -591,8 +810,7 @@ def test_a_vote_by_a_company_not_on_the_committee_is_rejected(members: Members) 
 
 
 def test_a_round_past_the_privacy_budget_cannot_be_opened(members: Members) -> None:
-    task = unique_task("budget")
-    members.publisher.ledger.create_task(genesis(task, members, epsilon_budget="3", noise_multiplier="1.1"))
+    task = active_task(members, genesis(unique_task("budget"), members, epsilon_budget="3", noise_multiplier="1.1"))
     # With noise multiplier 1.1 and delta 1e-5, one full-participation round already costs epsilon ~4.24.
     epsilon = RdpAccountant(noise_multiplier=1.1).epsilon_after(1, delta=DELTA)
 
@@ -609,8 +827,7 @@ def test_a_revoked_company_can_do_nothing_and_revocation_is_final(members: Membe
     name = f"ledger-doomed-{uuid.uuid4().hex[:8]}"
     doomed.ledger.register_company(name, roles=["participant"])
     doomed.company = name
-    task = unique_task("revoked")
-    pub.ledger.create_task(genesis(task, members, participants=[acme, bolt, doomed]))
+    task = active_task(members, genesis(unique_task("revoked"), members, participants=[acme, bolt, doomed]))
     pub.ledger.open_round(task, 1, epsilon_after="1")
 
     def snapshot() -> object:
@@ -657,8 +874,7 @@ def test_a_committee_that_rejects_the_aggregate_fails_the_round_and_penalizes_th
 
 def test_the_publisher_fails_a_stalled_round(members: Members) -> None:
     pub, bolt = members.publisher, members.bolt
-    task = unique_task("stalled")
-    pub.ledger.create_task(genesis(task, members))
+    task = active_task(members, genesis(unique_task("stalled"), members))
     pub.ledger.open_round(task, 1, epsilon_after="1")
     bolt.ledger.submit_update(task, 1, artifact_sha256=sha("bolt/1"), size_bytes=10, samples=5, compute_millis=5)
 

@@ -10,6 +10,9 @@ The parser trusts nothing: every field is checked against the expected key and l
 length must match exactly, and every ciphertext must be a unit of ``Z_{n^2}`` (a non-unit would
 also leak a factor of ``n``), so an artifact fetched from a store fails here, with the reason, and
 not later as a wrong model.
+
+Key custody's keys, shares and partial decryptions (threshold and escrow) are canonical JSON with
+hex integers, each loader checking what it reads against the key it is for.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import struct
 
 from gmpy2 import mpz
 
+from fedledger.crypto.escrow import FIELD_PRIME, EscrowRecord, EscrowShare
 from fedledger.crypto.packing import Layout
-from fedledger.crypto.paillier import PublicKey
+from fedledger.crypto.paillier import PrivateKey, PublicKey
 from fedledger.crypto.threshold import KeyShare, PartialDecryption, ThresholdPublicKey
 from fedledger.crypto.vector import EncryptedVector
 from fedledger.errors import EncodingError, KeyMismatchError, MalformedCiphertextError
@@ -180,3 +184,126 @@ def load_partial(data: bytes) -> PartialDecryption:
         raise MalformedCiphertextError("partial decryption needs a positive index and a list of values")
     return PartialDecryption(index, tuple(_int(v, "partial value") for v in values),
                              _int(document.get("challenge"), "challenge"), _int(document.get("response"), "response"))
+
+
+# ---------------------------------------------------------------------------- escrow custody
+# The master's private key and each member's escrow share travel sealed to their holder
+# (fedledger.crypto.sealing) through the ledger; the escrow record is their public side. The
+# same canonical JSON with hex integers, parsed strictly: exactly the fields named, integers
+# without leading zeros, so that a document read back is byte for byte the one dumped (a hash
+# taken over it before sealing stays checkable).
+
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def _fields(document: dict[str, object], names: set[str], what: str) -> None:
+    if set(document) != names:
+        unknown, missing = sorted(set(document) - names), sorted(names - set(document))
+        raise MalformedCiphertextError(f"{what} must have exactly the fields {', '.join(sorted(names))}"
+                                       f" (unknown: {unknown}, missing: {missing})")
+
+
+def _exact_int(raw: object, what: str) -> mpz:
+    """A lower-case hex integer without leading zeros, as :func:`_hex` writes it."""
+    value = _int(raw, what)
+    if isinstance(raw, str) and raw != _hex(value):
+        raise MalformedCiphertextError(f"{what} must be written without leading zeros")
+    return value
+
+
+def _count(raw: object, what: str) -> int:
+    # bool is an int subclass: true is no index.
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise MalformedCiphertextError(f"{what} must be an integer")
+    return raw
+
+
+def dump_private_key(private_key: PrivateKey) -> bytes:
+    """An escrow master's private key: the factors ``p`` and ``q`` of its modulus.
+
+    Secret: seal it to the master (:func:`~fedledger.crypto.sealing.seal`); never store it in the clear.
+    """
+    return _canonical({"p": _hex(private_key.p), "q": _hex(private_key.q)})
+
+
+def load_private_key(data: bytes, public_key: PublicKey) -> PrivateKey:
+    """Parse :func:`dump_private_key` output as the private key of ``public_key``.
+
+    Raises
+    ------
+    MalformedCiphertextError
+        The bytes are not exactly a ``{"p", "q"}`` document of hex integers.
+    KeyMismatchError
+        The factors are not those of ``public_key``'s modulus: the private key of another key.
+    """
+    document = _document(data, "private key")
+    _fields(document, {"p", "q"}, "private key")
+    p, q = _exact_int(document["p"], "private key factor p"), _exact_int(document["q"], "private key factor q")
+    if p < 2 or q < 2 or p == q or p * q != public_key.n:
+        raise KeyMismatchError("the private key belongs to another public key: its factors do not multiply to this "
+                               "key's modulus")
+    return PrivateKey(public_key=public_key, p=p, q=q)
+
+
+def dump_escrow_share(share: EscrowShare) -> bytes:
+    """A member's escrow share, bound to its key's fingerprint. Secret: seal it to its holder."""
+    return _canonical({"index": share.index, "value": _hex(share.value), "key_fingerprint": share.key_fingerprint.hex()})
+
+
+def load_escrow_share(data: bytes, record: EscrowRecord) -> EscrowShare:
+    """Parse :func:`dump_escrow_share` output as a share of ``record``'s escrow.
+
+    The share is not checked against its commitment here: :func:`~fedledger.crypto.escrow.recover_private_key`
+    does, naming the member whose share fails.
+
+    Raises
+    ------
+    MalformedCiphertextError
+        Not exactly an ``{"index", "value", "key_fingerprint"}`` document, an index outside
+        ``1..record.parties``, or a value outside the sharing field.
+    KeyMismatchError
+        A share of another key's escrow.
+    """
+    document = _document(data, "escrow share")
+    _fields(document, {"index", "value", "key_fingerprint"}, "escrow share")
+    if document["key_fingerprint"] != record.key_fingerprint.hex():
+        raise KeyMismatchError("the escrow share belongs to another key's escrow")
+    index = _count(document["index"], "escrow share index")
+    if not 1 <= index <= record.parties:
+        raise MalformedCiphertextError(f"escrow share index must be in 1..{record.parties}, got {index}")
+    value = _exact_int(document["value"], "escrow share value")
+    if value >= FIELD_PRIME:
+        raise MalformedCiphertextError("escrow share value is outside the sharing field")
+    return EscrowShare(index, value, record.key_fingerprint)
+
+
+def dump_escrow_record(record: EscrowRecord) -> bytes:
+    """The public side of an escrow: its key's fingerprint, threshold, party count and commitments."""
+    return _canonical({"key_fingerprint": record.key_fingerprint.hex(), "threshold": record.threshold,
+                       "parties": record.parties, "commitments": list(record.commitments)})
+
+
+def load_escrow_record(data: bytes, public_key: PublicKey) -> EscrowRecord:
+    """Parse :func:`dump_escrow_record` output as the escrow of ``public_key``.
+
+    Raises
+    ------
+    MalformedCiphertextError
+        Not exactly a ``{"key_fingerprint", "threshold", "parties", "commitments"}`` document, a
+        threshold outside ``2..parties``, or other than one SHA-256 hex commitment per party.
+    KeyMismatchError
+        The escrow of another key.
+    """
+    document = _document(data, "escrow record")
+    _fields(document, {"key_fingerprint", "threshold", "parties", "commitments"}, "escrow record")
+    if document["key_fingerprint"] != public_key.fingerprint.hex():
+        raise KeyMismatchError("the escrow record belongs to another public key")
+    threshold = _count(document["threshold"], "escrow threshold")
+    parties = _count(document["parties"], "escrow party count")
+    if not 2 <= threshold <= parties:
+        raise MalformedCiphertextError(f"escrow threshold must be in 2..parties, got {threshold} of {parties}")
+    commitments = document["commitments"]
+    if not isinstance(commitments, list) or len(commitments) != parties or not all(
+            isinstance(c, str) and len(c) == 64 and set(c) <= _LOWER_HEX for c in commitments):
+        raise MalformedCiphertextError(f"escrow commitments must be {parties} SHA-256 digests in lower-case hex")
+    return EscrowRecord(public_key.fingerprint, threshold, parties, tuple(commitments))

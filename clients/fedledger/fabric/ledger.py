@@ -11,7 +11,18 @@ carries the chaincode's message verbatim.
 Arguments this module serializes are canonical JSON (sorted keys, no whitespace, no floats), the
 form the chaincode stores, and decimals are fixed-point strings: ``epsilon_after`` is rounded *up*
 to the ledger's 6 decimals, so the ledger never books less privacy spent than the accountant
-computed.
+computed. Bytes (a threshold key, sealed key shares) travel as standard base64.
+
+Key custody: each company records an X25519 encryption key (:meth:`Ledger.record_company_keys`); a
+task's dealer, a company holding only that place in the task, deals its threshold key with every
+committee member's share sealed to that member's key (:meth:`Ledger.deal_key`). A sealed box opens
+only with its member's private key, so the shares sit on the public ledger.
+
+Escrow custody (``he.key_custody = "escrow"``): the dealer also seals the whole private key to the
+task's master (``he.master``, a committee member), and the members' shares are Shamir shares of its
+factor. When the master fails, the publisher hands the key to the next member
+(:meth:`Ledger.failover_master`), and the members release their shares to it, sealed to its key
+(:meth:`Ledger.release_escrow_share`), until it holds enough to rebuild the key.
 """
 
 from __future__ import annotations
@@ -20,20 +31,18 @@ import base64
 import binascii
 import hashlib
 import json
-import random
-import time
 import math
+import random
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Generic, NotRequired, Protocol, TypedDict, TypeVar, cast
 
-from fedledger.errors import CommitError, FabricError
+from fedledger.errors import CommitError, FabricError, KeyIntegrityError
 from fedledger.fabric.commit import Status
-from fedledger.fabric.proposal import Args, Transient
-
-# The transient-map key the chaincode reads a key share from (chaincode/ledger/custody.go).
-TRANSIENT_KEY_SHARE = "key_share"
+from fedledger.fabric.proposal import Args
 
 # Decimals of the ledger's fixed-point numbers: the chaincode keeps epsilon in millionths.
 FIXED_POINT_DECIMALS = 6
@@ -46,7 +55,9 @@ Record = TypeVar("Record")
 
 
 class CompanyRecord(TypedDict):
-    """A consortium member's identity and standing (reputation in thousandths)."""
+    """A consortium member's identity and standing (reputation in thousandths), and the public keys
+    it recorded: ``encryption_key`` (X25519, hex) that dealers seal its key shares to, and
+    ``node_key``, its Flower node's public key (PEM or OpenSSH)."""
 
     name: str
     msp_id: str
@@ -56,6 +67,8 @@ class CompanyRecord(TypedDict):
     reputation: int
     stake: int
     tokens: int
+    encryption_key: NotRequired[str]
+    node_key: NotRequired[str]
 
 
 class ModelSpec(TypedDict):
@@ -74,14 +87,29 @@ class DPSpec(TypedDict):
 
 
 class HESpec(TypedDict):
-    paillier_n: str
+    """How a task's Paillier key is kept (``key_custody`` ``threshold`` or ``escrow``) and which company deals it.
+
+    Under escrow custody ``master`` (required, a committee member) holds the whole key, and
+    ``threshold`` (2 to the committee size) members rebuild it for a new master; a threshold task
+    has no master. ``paillier_n`` and ``public_key_sha256`` are filled in by the dealer's
+    ``DealKey``; a genesis must not carry them.
+    """
+
     key_custody: str
     threshold: int
     committee_size: int
+    dealer: str
+    master: NotRequired[str]
+    paillier_n: NotRequired[str]
+    public_key_sha256: NotRequired[str]
 
 
 class Genesis(TypedDict):
-    """What a publisher fixes when it creates a task (``CreateTask``'s document)."""
+    """What a publisher fixes when it creates a task (``CreateTask``'s document).
+
+    The aggregator must sit on the committee and may not be the publisher; the dealer
+    (``he.dealer``) may hold no other place in the task.
+    """
 
     task_id: str
     model: ModelSpec
@@ -100,8 +128,23 @@ class Genesis(TypedDict):
     reputation_threshold: int
 
 
+class MasterChange(TypedDict):
+    """One failover of an escrow task's master: ``failed`` handed over to ``master``, in transaction
+    ``tx_id`` at ``at`` (its timestamp, in seconds)."""
+
+    master: str
+    failed: str
+    reason: str
+    tx_id: str
+    at: int
+
+
 class TaskRecord(Genesis):
-    """A task: its genesis and where it stands."""
+    """A task: its genesis and where it stands (``status``: awaiting-key -> active -> finished).
+
+    An escrow task, once dealt, names its current ``master`` (``he.master`` until a failover) and
+    its ``master_history``, oldest first.
+    """
 
     publisher: str
     status: str
@@ -109,6 +152,8 @@ class TaskRecord(Genesis):
     epsilon_spent_micro: int
     epsilon_budget_micro: int
     created_at: int
+    master: NotRequired[str]
+    master_history: NotRequired[list[MasterChange]]
 
 
 class AggregateRecord(TypedDict):
@@ -159,13 +204,81 @@ class VoteRecord(TypedDict):
     tx_id: str
 
 
+class ThresholdKeyRecord(TypedDict):
+    """A task's threshold public key as its dealer dealt it (``public_key`` in base64)."""
+
+    task_id: str
+    dealer: str
+    public_key: str
+    public_key_sha256: str
+
+
 class KeyShareRecord(TypedDict):
-    """The public trace of a committee member's key share: its SHA-256, never the share."""
+    """A committee member's key share, sealed to ``encryption_key`` (base64 ``sealed_share``);
+    ``share_sha256`` is the dealer's hash of the share before sealing."""
 
     task_id: str
     member: str
     msp_id: str
-    sha256: str
+    encryption_key: str
+    sealed_share: str
+    share_sha256: str
+    dealer: str
+
+
+class MasterKeyRecord(TypedDict):
+    """An escrow task's private key as dealt, sealed to ``encryption_key``, the original master's
+    key at deal time (base64 ``sealed_key``); ``key_sha256`` is the dealer's hash of the key before
+    sealing."""
+
+    task_id: str
+    master: str
+    msp_id: str
+    encryption_key: str
+    sealed_key: str
+    key_sha256: str
+    dealer: str
+
+
+class EscrowReleaseRecord(TypedDict):
+    """A member's escrow share released to ``master``, sealed to ``encryption_key`` (the master's key
+    when the member released it); ``share_sha256`` is the commitment the dealer recorded."""
+
+    task_id: str
+    master: str
+    member: str
+    encryption_key: str
+    sealed_share: str
+    share_sha256: str
+    tx_id: str
+
+
+@dataclass(frozen=True, repr=False)
+class SealedShare:
+    """One committee member's key share as the dealer hands it to :meth:`Ledger.deal_key`.
+
+    Also an escrow task's master key (``deal_key(master_key=...)``): ``member`` is then the master,
+    ``sealed_share`` the sealed private key and ``share_sha256`` the key's SHA-256 before sealing.
+
+    Parameters
+    ----------
+    member
+        The committee member's company name.
+    sealed_share
+        The share sealed (a libsodium sealed box) to the encryption key the member recorded.
+    share_sha256
+        A SHA-256 hex digest of the share before sealing (e.g. ``KeyShare.digest()``, or
+        ``EscrowShare.digest()``, the escrow's commitment), which the member checks once it has
+        opened its box.
+    """
+
+    member: str
+    sealed_share: bytes
+    share_sha256: str
+
+    def __repr__(self) -> str:
+        return (f"SealedShare(member={self.member!r}, sealed_share=<{len(self.sealed_share)} bytes>, "
+                f"share_sha256={self.share_sha256[:16]}...)")
 
 
 class Change(TypedDict, Generic[Record]):
@@ -204,11 +317,9 @@ class Submitted(Protocol):
 class LedgerContract(Protocol):
     """The part of :class:`~fedledger.fabric.contract.Contract` the ledger facade uses."""
 
-    def evaluate(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                 endorsing_organizations: Sequence[str] | None = None) -> bytes: ...
+    def evaluate(self, name: str, args: Args = ()) -> bytes: ...
 
-    def submit_async(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                     endorsing_organizations: Sequence[str] | None = None) -> Submitted: ...
+    def submit_async(self, name: str, args: Args = ()) -> Submitted: ...
 
 
 def _floats_in(value: object, path: str) -> str | None:
@@ -301,6 +412,25 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+def _base64(value: bytes, what: str) -> str:
+    """Non-empty bytes as standard base64, the chaincode's form."""
+    if not isinstance(value, bytes):
+        raise FabricError(f"{what} must be bytes, not {type(value).__name__}")
+    if not value:
+        raise FabricError(f"{what} is empty")
+    return base64.b64encode(value).decode("ascii")
+
+
+def _decoded(text: object, task_id: str, what: str) -> bytes:
+    """Base64 text read from the ledger, decoded; anything else is a :class:`KeyIntegrityError`."""
+    if isinstance(text, str):
+        try:
+            return base64.b64decode(text, validate=True)
+        except binascii.Error:
+            pass
+    raise KeyIntegrityError(task_id, what, "is not base64")
+
+
 def _names(values: Sequence[str], what: str) -> list[str]:
     if isinstance(values, (str, bytes)) or not all(isinstance(v, str) for v in values):
         raise FabricError(f"{what} must be a list of company names, got {values!r}")
@@ -353,11 +483,9 @@ class Ledger:
             raise FabricError(f"{name} returned something that is not JSON: {raw[:120]!r}; is the chaincode "
                               f"on the channel FedLedger's?") from None
 
-    def _write(self, name: str, *args: str, transient: Transient | None = None,
-               endorsing_organizations: Sequence[str] | None = None) -> str:
+    def _write(self, name: str, *args: str) -> str:
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
-            submitted = self._contract.submit_async(name, args, transient=transient,
-                                                    endorsing_organizations=endorsing_organizations)
+            submitted = self._contract.submit_async(name, args)
             status = submitted.status(timeout=self._commit_timeout)
             if status.successful:
                 break
@@ -382,8 +510,8 @@ class Ledger:
         name
             The company's ledger name (1-64 of ``a-z 0-9 . _ -``).
         roles
-            A subset of ``participant``, ``committee``, ``publisher``; registering itself, an identity
-            may claim only roles its certificate's ``fedledger.role`` attribute carries.
+            A subset of ``participant``, ``committee``, ``publisher``, ``dealer``; registering itself, an
+            identity may claim only roles its certificate's ``fedledger.role`` attribute carries.
         cert_fingerprint
             Hex SHA-256 of the certificate to register (see
             :func:`~fedledger.fabric.identity.certificate_fingerprint`); empty for the caller's own.
@@ -395,6 +523,21 @@ class Ledger:
         """Set a company's status to ``active``, ``demoted`` or ``revoked`` (an admin of its org only;
         revocation is final)."""
         return self._write("SetCompanyStatus", _text(name, "the company name"), _text(status, "the status"))
+
+    def record_company_keys(self, *, encryption_key: str, node_key: str) -> str:
+        """Record, or rotate, the caller's own company's public keys.
+
+        Parameters
+        ----------
+        encryption_key
+            The company's X25519 public key as 64 lower-case hex digits: dealers seal its key shares
+            to it (e.g. ``bytes(nacl.public.PrivateKey.generate().public_key).hex()``).
+        node_key
+            Its Flower node's public key as text, PEM or one OpenSSH line (at most 1024 characters).
+
+        A share already dealt stays sealed to the key it was dealt to; its record names that key.
+        """
+        return self._write("RecordCompanyKeys", _text(encryption_key, "encryption_key"), _text(node_key, "node_key"))
 
     def get_company(self, name: str) -> CompanyRecord:
         """A company's record."""
@@ -410,7 +553,8 @@ class Ledger:
         """Create a task from its genesis document (as a company holding the publisher role).
 
         The document is sent as canonical JSON; decimal parameters (``dp.*``) must be fixed-point
-        strings, never floats.
+        strings, never floats. The task then awaits its key: its dealer (``he.dealer``) must run
+        :meth:`deal_key` before the first round opens.
         """
         if not isinstance(genesis, Mapping):
             raise FabricError(f"the task genesis must be a JSON object (a mapping), not {type(genesis).__name__}")
@@ -486,55 +630,147 @@ class Ledger:
 
     # -- key custody -------------------------------------------------------------------------
 
-    def store_key_share(self, task_id: str, share: bytes, *, endorsing_organizations: Sequence[str]) -> str:
-        """Store the caller's key share for a task in its own organization's private data.
-
-        The share travels in the transient map, never in a block; the public ledger records only
-        its SHA-256, and only the caller's organization's peers keep the share.
+    def deal_key(self, task_id: str, *, paillier_n: str, public_key: bytes, shares: Sequence[SealedShare],
+                 master_key: SealedShare | None = None) -> str:
+        """Deal a task's key (as the task's dealer, once, while the task awaits its key).
 
         Parameters
         ----------
-        endorsing_organizations
-            The MSP ids whose peers endorse: the caller's own (its peers keep the share only if they
-            endorse it) and enough others for the endorsement policy. Every endorsing peer sees the
-            share in memory, so name only organizations trusted with it; the gateway will not choose
-            them for a transaction that carries private data.
+        paillier_n
+            The Paillier modulus in lower-case hex; the task's ``he.paillier_n`` from then on.
+        public_key
+            The public key's bytes: the threshold public key (e.g. ``dump_threshold_key``), or an
+            escrow task's Paillier public key; sent in base64 with its SHA-256, which the chaincode
+            checks and records as ``he.public_key_sha256``.
+        shares
+            One :class:`SealedShare` per committee member, in any order, each sealed to the
+            encryption key the member recorded: its threshold key share, or under escrow custody
+            its escrow share (e.g. ``dump_escrow_share``) with the escrow's commitment as
+            ``share_sha256``.
+        master_key
+            Required for an escrow task, refused for a threshold task: the private key (e.g.
+            ``dump_private_key``) sealed to the master's recorded encryption key, as a
+            :class:`SealedShare` whose ``member`` is the master and ``share_sha256`` the key's SHA-256.
 
         Raises
         ------
         FabricError
-            An empty share, or ``endorsing_organizations`` without the caller's own organization.
+            An argument of the wrong type, before anything is sent.
         """
-        if not isinstance(share, bytes) or not share:
-            raise FabricError("a key share must be non-empty bytes")
-        organizations = _names(endorsing_organizations, "endorsing_organizations")
-        own = self.who_am_i()["msp_id"]
-        if own not in organizations:
-            raise FabricError(f"endorsing_organizations {organizations} must include the caller's own organization "
-                              f"{own}: only its peers keep the key share, and they get it only by endorsing")
-        return self._write("StoreKeyShare", _text(task_id, "the task id"), transient={TRANSIENT_KEY_SHARE: share},
-                           endorsing_organizations=organizations)
+        if not isinstance(paillier_n, str) or not re.fullmatch(r"[0-9a-f]+", paillier_n):
+            raise FabricError("paillier_n must be the Paillier modulus in lower-case hex")
+        if isinstance(shares, (str, bytes)) or not all(isinstance(s, SealedShare) for s in shares):
+            raise FabricError(f"shares must be a sequence of SealedShare, got {shares!r:.80}")
+        if master_key is not None and not isinstance(master_key, SealedShare):
+            raise FabricError(f"master_key must be a SealedShare (member: the master), not {type(master_key).__name__}")
+        document: dict[str, object] = {
+            "paillier_n": paillier_n,
+            "public_key": _base64(public_key, "public_key"),
+            "public_key_sha256": hashlib.sha256(public_key).hexdigest(),
+            "shares": [{"member": _text(s.member, "a share's member"),
+                        "sealed_share": _base64(s.sealed_share, f"the sealed share of {s.member}"),
+                        "share_sha256": _text(s.share_sha256, f"share_sha256 of {s.member}")} for s in shares],
+        }
+        if master_key is not None:
+            # The chaincode seals nothing and knows the master: only the box and its hash are sent.
+            _text(master_key.member, "the master key's member")
+            document["master_key"] = {"sealed_key": _base64(master_key.sealed_share, "the sealed master key"),
+                                      "key_sha256": _text(master_key.share_sha256, "key_sha256")}
+        return self._write("DealKey", _text(task_id, "the task id"), canonical_json(document, what="the deal"))
 
-    def read_key_share(self, task_id: str) -> bytes:
-        """The caller's own key share for a task, read from its organization's peer and checked
-        against the hash on the public ledger."""
-        document = self._read("ReadKeyShare", _text(task_id, "the task id"))
-        try:
-            if not isinstance(document, dict):
-                raise KeyError("key_share")
-            share = base64.b64decode(str(document["key_share"]), validate=True)
-            expected = str(document["sha256"])
-        except (KeyError, binascii.Error):
-            raise FabricError(f"ReadKeyShare returned an unexpected document for task {task_id}") from None
-        if hashlib.sha256(share).hexdigest() != expected:
-            raise FabricError(f"the key share read back for task {task_id} does not match its hash {expected} "
-                              f"on the ledger")
-        return share
+    def get_threshold_key(self, task_id: str) -> bytes:
+        """A task's threshold public key (the bytes the dealer dealt), checked against its recorded SHA-256.
+
+        Raises
+        ------
+        KeyIntegrityError
+            The key read back is not base64 or does not match ``public_key_sha256``.
+        """
+        document = self._read("GetThresholdKey", _text(task_id, "the task id"))
+        if not isinstance(document, dict):
+            raise KeyIntegrityError(task_id, "threshold public key", "is not a JSON object")
+        record = cast(ThresholdKeyRecord, document)
+        key = _decoded(record.get("public_key"), task_id, "threshold public key")
+        expected = record.get("public_key_sha256")
+        actual = hashlib.sha256(key).hexdigest()
+        if actual != expected:
+            raise KeyIntegrityError(task_id, "threshold public key",
+                                    f"has SHA-256 {actual}, not the recorded {expected}")
+        return key
 
     def get_key_share_record(self, task_id: str, member: str) -> KeyShareRecord:
-        """The public record (hash) of a committee member's key share."""
+        """A committee member's key share record: its sealed share (base64), what it is sealed to, and the dealer."""
         return cast(KeyShareRecord, self._read("GetKeyShareRecord", _text(task_id, "the task id"),
                                                _text(member, "the member")))
+
+    def sealed_share(self, task_id: str, member: str) -> bytes:
+        """A committee member's sealed key share, decoded: a sealed box only that member's key opens.
+
+        Raises
+        ------
+        KeyIntegrityError
+            The record's ``sealed_share`` is not base64.
+        """
+        document: object = self.get_key_share_record(task_id, member)
+        if not isinstance(document, dict):
+            raise KeyIntegrityError(task_id, f"sealed share of {member}", "is not a JSON object")
+        return _decoded(document.get("sealed_share"), task_id, f"sealed share of {member}")
+
+    # -- escrow custody ----------------------------------------------------------------------
+
+    def get_master_key_record(self, task_id: str) -> MasterKeyRecord:
+        """An escrow task's master key record: the private key sealed to the original master (base64),
+        what it is sealed to, its hash, and the dealer."""
+        return cast(MasterKeyRecord, self._read("GetMasterKeyRecord", _text(task_id, "the task id")))
+
+    def sealed_master_key(self, task_id: str) -> bytes:
+        """An escrow task's sealed private key, decoded: a sealed box only the original master's key opens.
+
+        Raises
+        ------
+        KeyIntegrityError
+            The record's ``sealed_key`` is not base64.
+        """
+        document: object = self.get_master_key_record(task_id)
+        if not isinstance(document, dict):
+            raise KeyIntegrityError(task_id, "sealed master key", "is not a JSON object")
+        return _decoded(document.get("sealed_key"), task_id, "sealed master key")
+
+    def failover_master(self, task_id: str, *, reason: str) -> str:
+        """Hand an active escrow task's key to a new master (the task's publisher only).
+
+        The new master is the next committee member after the current one, in the genesis's order,
+        that has never been master, is active and has recorded an encryption key; the chaincode
+        refuses when there is none. ``reason`` (1-512 characters) is recorded in the task's
+        ``master_history``.
+        """
+        return self._write("FailoverMaster", _text(task_id, "the task id"), _text(reason, "the reason"))
+
+    def release_escrow_share(self, task_id: str, *, master: str, sealed_share: bytes, share_sha256: str) -> str:
+        """Release the caller's escrow share of a task to the master that took over after a failover.
+
+        Parameters
+        ----------
+        master
+            The task's current master (``get_task(task_id)["master"]``); a release to an earlier
+            master is refused.
+        sealed_share
+            The caller's escrow share, sealed to the current master's recorded encryption key.
+        share_sha256
+            The share's commitment, which must be the ``share_sha256`` the dealer recorded for the
+            caller (its key share record).
+
+        A member releases once to each master, and the master releases none to itself.
+        """
+        document = {"master": _text(master, "the master"),
+                    "sealed_share": _base64(sealed_share, "the sealed escrow share"),
+                    "share_sha256": _text(share_sha256, "share_sha256")}
+        return self._write("ReleaseEscrowShare", _text(task_id, "the task id"),
+                           canonical_json(document, what="the release"))
+
+    def list_escrow_releases(self, task_id: str) -> list[EscrowReleaseRecord]:
+        """The escrow shares released to an escrow task's current master, ordered by member."""
+        return cast(list[EscrowReleaseRecord], self._read("ListEscrowReleases", _text(task_id, "the task id")))
 
     # -- audit -------------------------------------------------------------------------------
 

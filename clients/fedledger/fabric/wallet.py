@@ -56,6 +56,10 @@ class FileWallet:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
+    def has(self, label: str) -> bool:
+        """Whether an identity is stored under ``label``."""
+        return self._dir(label).is_dir()
+
     def get(self, label: str) -> Enrollment:
         """Load the identity stored under ``label``."""
         directory = self._dir(label)

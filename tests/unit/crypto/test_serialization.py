@@ -1,7 +1,8 @@
-"""Unit tests of packed-vector bytes: round trips and strict rejection of malformed input."""
+"""Unit tests of packed-vector and escrow-custody bytes: round trips and strict rejection of malformed input."""
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 
@@ -10,11 +11,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fedledger.crypto import (
+    EscrowRecord,
+    EscrowShare,
+    dump_escrow_record,
+    dump_escrow_share,
+    dump_private_key,
+    escrow_private_key,
+    load_escrow_record,
+    load_escrow_share,
+    load_private_key,
+    recover_private_key,
+)
+from fedledger.crypto.escrow import FIELD_PRIME
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.paillier import PrivateKey, PublicKey
 from fedledger.crypto.serialization import _HEADER, load_vector
 from fedledger.crypto.vector import EncryptedVector, aggregate, decrypt_vector, encrypt_vector
-from fedledger.errors import MalformedCiphertextError
+from fedledger.errors import KeyMismatchError, MalformedCiphertextError
 
 Keys = tuple[PublicKey, PrivateKey]
 LAYOUT = Layout(clip=1.0, max_summands=4, max_weight=8)
@@ -101,3 +115,143 @@ def test_random_bytes_never_parse(keypair: Keys, junk: bytes) -> None:
 def test_header_layout_is_stable() -> None:
     # The format is read by other parties' clients: its size is part of the contract.
     assert _HEADER.size == struct.calcsize(">4sB32sBBdIIIIQIH") == 77
+
+
+# -- escrow custody ------------------------------------------------------------------------
+
+Escrow = tuple[EscrowRecord, list[EscrowShare]]
+
+
+@pytest.fixture(scope="module")
+def escrow(keypair: Keys) -> Escrow:
+    return escrow_private_key(keypair[1], threshold=2, parties=3)
+
+
+def _edit(data: bytes, **changes: object) -> bytes:
+    """A JSON document with fields changed (a value of ``...`` removes the field), re-encoded canonically."""
+    document = json.loads(data)
+    for name, value in changes.items():
+        if value is ...:
+            del document[name]
+        else:
+            document[name] = value
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_an_escrow_survives_bytes_and_still_rebuilds_the_master_key(keypair: Keys, escrow: Escrow) -> None:
+    public_key, private_key = keypair
+    record, shares = escrow
+
+    again = load_escrow_record(dump_escrow_record(record), public_key)
+    restored = [load_escrow_share(dump_escrow_share(s), again) for s in shares[1:]]
+    rebuilt = recover_private_key(public_key, again, restored)
+    master = load_private_key(dump_private_key(rebuilt), public_key)
+
+    assert again == record
+    assert [(s.index, s.value, s.digest()) for s in restored] == [(s.index, s.value, s.digest()) for s in shares[1:]]
+    assert (master.p, master.q) == (private_key.p, private_key.q)
+    assert master.raw_decrypt(public_key.raw_encrypt(4242)) == 4242
+
+
+def test_escrow_documents_are_canonical_json_with_hex_integers(keypair: Keys, escrow: Escrow) -> None:
+    record, shares = escrow
+
+    key = json.loads(dump_private_key(keypair[1]))
+    share = json.loads(dump_escrow_share(shares[0]))
+
+    assert key == {"p": format(int(keypair[1].p), "x"), "q": format(int(keypair[1].q), "x")}
+    assert share == {"index": 1, "value": format(int(shares[0].value), "x"),
+                     "key_fingerprint": keypair[0].fingerprint.hex()}
+    assert dump_escrow_record(record) == json.dumps(
+        {"commitments": list(record.commitments), "key_fingerprint": record.key_fingerprint.hex(),
+         "parties": 3, "threshold": 2}, separators=(",", ":")).encode()
+
+
+def test_a_private_key_of_another_key_is_refused(keypair: Keys, other_keypair: Keys) -> None:
+    with pytest.raises(KeyMismatchError, match="the private key belongs to another public key"):
+        load_private_key(dump_private_key(other_keypair[1]), keypair[0])
+
+
+def test_an_escrow_share_or_record_of_another_key_is_refused(keypair: Keys, other_keypair: Keys,
+                                                              escrow: Escrow) -> None:
+    record, shares = escrow
+    other_record, other_shares = escrow_private_key(other_keypair[1], threshold=2, parties=3)
+
+    with pytest.raises(KeyMismatchError, match="another key's escrow"):
+        load_escrow_share(dump_escrow_share(other_shares[0]), record)
+    with pytest.raises(KeyMismatchError, match="another public key"):
+        load_escrow_record(dump_escrow_record(other_record), keypair[0])
+
+
+def _n_plus_one(keys: Keys) -> dict[str, str]:
+    """The factors 1 and n: they multiply to n, yet are no private key."""
+    return {"p": "1", "q": format(int(keys[0].n), "x")}
+
+
+MALFORMED_KEYS: list[tuple[str, Callable[[bytes, Keys], bytes], type[Exception], str]] = [
+    ("not JSON", lambda d, k: b"{", MalformedCiphertextError, "not JSON"),
+    ("not an object", lambda d, k: b"[]", MalformedCiphertextError, "JSON object"),
+    ("extra field", lambda d, k: _edit(d, n="ab"), MalformedCiphertextError, "exactly the fields p, q"),
+    ("missing factor", lambda d, k: _edit(d, q=...), MalformedCiphertextError, "exactly the fields p, q"),
+    ("upper-case hex", lambda d, k: _edit(d, p=json.loads(d)["p"].upper()), MalformedCiphertextError, "lower-case hex"),
+    ("integer factor", lambda d, k: _edit(d, p=7), MalformedCiphertextError, "lower-case hex"),
+    ("leading zero", lambda d, k: _edit(d, p="0" + json.loads(d)["p"]), MalformedCiphertextError, "leading zeros"),
+    ("trivial factors", lambda d, k: _edit(d, **_n_plus_one(k)), KeyMismatchError, "another public key"),
+    ("factors swapped for others", lambda d, k: _edit(d, p=json.loads(d)["q"]), KeyMismatchError, "another public key"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, error, message", MALFORMED_KEYS, ids=[m[0] for m in MALFORMED_KEYS])
+def test_a_malformed_private_key_is_refused_with_the_reason(
+        keypair: Keys, name: str, corrupt: Callable[[bytes, Keys], bytes], error: type[Exception],
+        message: str) -> None:
+    with pytest.raises(error, match=message):
+        load_private_key(corrupt(dump_private_key(keypair[1]), keypair), keypair[0])
+
+
+MALFORMED_SHARES: list[tuple[str, Callable[[bytes], bytes], type[Exception], str]] = [
+    ("extra field", lambda d: _edit(d, secret="1"), MalformedCiphertextError, "exactly the fields"),
+    ("no fingerprint", lambda d: _edit(d, key_fingerprint=...), MalformedCiphertextError, "exactly the fields"),
+    ("index 0", lambda d: _edit(d, index=0), MalformedCiphertextError, r"index must be in 1\.\.3, got 0"),
+    ("index past the parties", lambda d: _edit(d, index=4), MalformedCiphertextError, r"1\.\.3, got 4"),
+    ("index true", lambda d: _edit(d, index=True), MalformedCiphertextError, "must be an integer"),
+    ("index as text", lambda d: _edit(d, index="1"), MalformedCiphertextError, "must be an integer"),
+    ("value past the field", lambda d: _edit(d, value=format(int(FIELD_PRIME), "x")), MalformedCiphertextError,
+     "outside the sharing field"),
+    ("value not hex", lambda d: _edit(d, value="xyz"), MalformedCiphertextError, "lower-case hex"),
+    ("fingerprint in capitals", lambda d: _edit(d, key_fingerprint=json.loads(d)["key_fingerprint"].upper()),
+     KeyMismatchError, "another key's escrow"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, error, message", MALFORMED_SHARES, ids=[m[0] for m in MALFORMED_SHARES])
+def test_a_malformed_escrow_share_is_refused_with_the_reason(
+        escrow: Escrow, name: str, corrupt: Callable[[bytes], bytes], error: type[Exception], message: str) -> None:
+    record, shares = escrow
+
+    with pytest.raises(error, match=message):
+        load_escrow_share(corrupt(dump_escrow_share(shares[0])), record)
+
+
+MALFORMED_RECORDS: list[tuple[str, Callable[[bytes], bytes], str]] = [
+    ("extra field", lambda d: _edit(d, dealer="kmc"), "exactly the fields"),
+    ("threshold 1", lambda d: _edit(d, threshold=1), r"threshold must be in 2\.\.parties, got 1 of 3"),
+    ("threshold past the parties", lambda d: _edit(d, threshold=4), "got 4 of 3"),
+    ("parties as text", lambda d: _edit(d, parties="3"), "must be an integer"),
+    ("a commitment short", lambda d: _edit(d, commitments=json.loads(d)["commitments"][:2]), "3 SHA-256 digests"),
+    ("a commitment not hex", lambda d: _edit(d, commitments=["z" * 64] * 3), "3 SHA-256 digests"),
+    ("commitments as text", lambda d: _edit(d, commitments="a" * 64), "3 SHA-256 digests"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, message", MALFORMED_RECORDS, ids=[m[0] for m in MALFORMED_RECORDS])
+def test_a_malformed_escrow_record_is_refused_with_the_reason(
+        keypair: Keys, escrow: Escrow, name: str, corrupt: Callable[[bytes], bytes], message: str) -> None:
+    with pytest.raises(MalformedCiphertextError, match=message):
+        load_escrow_record(corrupt(dump_escrow_record(escrow[0])), keypair[0])
+
+
+@given(junk=st.binary(max_size=200))
+def test_random_bytes_never_parse_as_an_escrow_share(escrow: Escrow, junk: bytes) -> None:
+    with pytest.raises(MalformedCiphertextError):
+        load_escrow_share(junk, escrow[0])

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -20,13 +20,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedledger.errors import CommitError, FabricError
+from fedledger.errors import CommitError, FabricError, KeyIntegrityError
 from fedledger.fabric import Ledger, Status
-from fedledger.fabric.ledger import TRANSIENT_KEY_SHARE, canonical_json, fixed_point
-from fedledger.fabric.proposal import Args, Transient
+from fedledger.fabric.ledger import SealedShare, canonical_json, fixed_point
+from fedledger.fabric.proposal import Args
 
 WHO = {"admin": False, "company": "bolt", "fingerprint": "f" * 64, "msp_id": "WarehouseMSP",
        "roles": ["committee", "participant"]}
+NODE_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 # What the chaincode's parseMicro accepts (chaincode/ledger/contract.go).
 GO_FIXED_POINT = re.compile(r"^[0-9]+(\.[0-9]{1,6})?$")
 
@@ -38,8 +39,6 @@ class Call:
     kind: str
     name: str
     args: tuple[str | bytes, ...]
-    transient: dict[str, str | bytes] | None = None
-    endorsing_organizations: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -62,15 +61,12 @@ class RecordingContract:
     calls: list[Call] = field(default_factory=list)
     submitted: list[Submitted] = field(default_factory=list)
 
-    def evaluate(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                 endorsing_organizations: Sequence[str] | None = None) -> bytes:
+    def evaluate(self, name: str, args: Args = ()) -> bytes:
         self.calls.append(Call("evaluate", name, tuple(args)))
         return self.results.get(name, b"{}")
 
-    def submit_async(self, name: str, args: Args = (), *, transient: Transient | None = None,
-                     endorsing_organizations: Sequence[str] | None = None) -> Submitted:
-        orgs = tuple(endorsing_organizations) if endorsing_organizations is not None else None
-        self.calls.append(Call("submit", name, tuple(args), dict(transient) if transient else None, orgs))
+    def submit_async(self, name: str, args: Args = ()) -> Submitted:
+        self.calls.append(Call("submit", name, tuple(args)))
         self.submitted.append(Submitted(f"tx{len(self.submitted) + 1}", self.code))
         return self.submitted[-1]
 
@@ -97,9 +93,15 @@ WRITES: list[tuple[str, Callable[[Ledger], str], str, tuple[str, ...]]] = [
     ("register by fingerprint",
      lambda ledger: ledger.register_company("dock", roles=["participant"], cert_fingerprint="ab" * 32),
      "RegisterCompany", ("dock", "participant", "ab" * 32)),
+    ("register a dealer",
+     lambda ledger: ledger.register_company("kmc", roles=["dealer"]),
+     "RegisterCompany", ("kmc", "dealer", "")),
     ("status",
      lambda ledger: ledger.set_company_status("bolt", "revoked"),
      "SetCompanyStatus", ("bolt", "revoked")),
+    ("keys",
+     lambda ledger: ledger.record_company_keys(encryption_key="e" * 64, node_key=NODE_KEY),
+     "RecordCompanyKeys", ("e" * 64, NODE_KEY)),
     ("open",
      lambda ledger: ledger.open_round("t", 2, epsilon_after=1.5),
      "OpenRound", ("t", "2", "1.5")),
@@ -122,6 +124,12 @@ WRITES: list[tuple[str, Callable[[Ledger], str], str, tuple[str, ...]]] = [
     ("fail",
      lambda ledger: ledger.fail_round("t", 1, reason="stalled"),
      "FailRound", ("t", "1", "stalled")),
+    ("failover",
+     lambda ledger: ledger.failover_master("t", reason="master bolt is down"),
+     "FailoverMaster", ("t", "master bolt is down")),
+    ("release",
+     lambda ledger: ledger.release_escrow_share("t", master="cargo", sealed_share=b"\x00box\xff", share_sha256="a" * 64),
+     "ReleaseEscrowShare", ("t", '{"master":"cargo","sealed_share":"AGJveP8=","share_sha256":"' + "a" * 64 + '"}')),
 ]
 
 
@@ -184,7 +192,9 @@ def test_a_write_that_loses_a_read_conflict_is_endorsed_again_and_gives_up_after
     lambda ledger: ledger.vote("t", 1, valid="yes"),
     lambda ledger: ledger.register_company("bolt", roles="participant"),
     lambda ledger: ledger.create_task([("task_id", "t")]),
-], ids=["bool round", "float size", "included as a string", "non-bool vote", "roles as a string", "genesis list"])
+    lambda ledger: ledger.record_company_keys(encryption_key=b"\x01" * 32, node_key=NODE_KEY),
+], ids=["bool round", "float size", "included as a string", "non-bool vote", "roles as a string", "genesis list",
+        "encryption key as bytes"])
 def test_arguments_of_the_wrong_type_are_refused_before_anything_is_sent(
         contract: RecordingContract, call: Callable[[Ledger], str]) -> None:
     with pytest.raises(FabricError):
@@ -195,37 +205,156 @@ def test_arguments_of_the_wrong_type_are_refused_before_anything_is_sent(
 # -- key custody ---------------------------------------------------------------------------
 
 
-def test_a_key_share_goes_only_in_the_transient_map_to_the_named_organizations(contract: RecordingContract) -> None:
-    share = b"\x00share\xff"
-
-    Ledger(contract).store_key_share("t", share, endorsing_organizations=["WarehouseMSP", "CarrierMSP"])
-
-    store = contract.calls[-1]
-    assert store == Call("submit", "StoreKeyShare", ("t",), {TRANSIENT_KEY_SHARE: share},
-                         ("WarehouseMSP", "CarrierMSP"))
-    assert all(share not in arg for arg in store.args if isinstance(arg, bytes))
-
-
-def test_a_key_share_not_endorsed_by_the_callers_own_organization_is_refused(contract: RecordingContract) -> None:
-    ledger = Ledger(contract)
-
-    with pytest.raises(FabricError, match="must include the caller's own organization WarehouseMSP"):
-        ledger.store_key_share("t", b"share", endorsing_organizations=["ManufacturerMSP", "CarrierMSP"])
-    with pytest.raises(FabricError, match="non-empty bytes"):
-        ledger.store_key_share("t", b"", endorsing_organizations=["WarehouseMSP"])
-    assert all(call.kind == "evaluate" for call in contract.calls)
+def deal(ledger: Ledger, **changes: object) -> str:
+    arguments: dict[str, object] = {
+        "paillier_n": "c3" * 128, "public_key": b"threshold public key",
+        "shares": [SealedShare("cargo", b"\x00sealed for cargo\xff", "c" * 64),
+                   SealedShare("acme", b"sealed for acme", "a" * 64)],
+    }
+    arguments.update(changes)
+    return ledger.deal_key("t", **arguments)
 
 
-def test_a_key_share_read_back_is_decoded_and_checked_against_its_hash() -> None:
-    share = b"threshold share"
-    good = {"key_share": base64.b64encode(share).decode(), "sha256": hashlib.sha256(share).hexdigest()}
-    bad = {**good, "sha256": "0" * 64}
+def test_a_deal_is_sent_as_canonical_json_with_bytes_in_base64_and_the_keys_hash(contract: RecordingContract) -> None:
+    tx_id = deal(Ledger(contract))
 
-    assert Ledger(RecordingContract({"ReadKeyShare": json.dumps(good).encode()})).read_key_share("t") == share
-    with pytest.raises(FabricError, match="does not match its hash"):
-        Ledger(RecordingContract({"ReadKeyShare": json.dumps(bad).encode()})).read_key_share("t")
-    with pytest.raises(FabricError, match="unexpected document"):
-        Ledger(RecordingContract({"ReadKeyShare": b"[]"})).read_key_share("t")
+    (call,) = contract.calls
+    assert (call.kind, call.name, call.args[0], tx_id) == ("submit", "DealKey", "t", "tx1")
+    assert call.args[1] == canonical_json({
+        "paillier_n": "c3" * 128,
+        "public_key": base64.b64encode(b"threshold public key").decode(),
+        "public_key_sha256": hashlib.sha256(b"threshold public key").hexdigest(),
+        "shares": [{"member": "cargo", "sealed_share": "AHNlYWxlZCBmb3IgY2FyZ2//", "share_sha256": "c" * 64},
+                   {"member": "acme", "sealed_share": "c2VhbGVkIGZvciBhY21l", "share_sha256": "a" * 64}],
+    })
+
+
+@given(public_key=st.binary(min_size=1, max_size=256), sealed=st.lists(st.binary(min_size=1, max_size=64), max_size=4))
+def test_what_a_deal_sends_decodes_back_to_the_same_bytes_and_hash(public_key: bytes, sealed: list[bytes]) -> None:
+    contract = RecordingContract()
+    shares = [SealedShare(f"m{i}", box, "0" * 64) for i, box in enumerate(sealed)]
+
+    Ledger(contract).deal_key("t", paillier_n="c3", public_key=public_key, shares=shares)
+
+    document = json.loads(contract.calls[0].args[1])
+    assert base64.b64decode(document["public_key"], validate=True) == public_key
+    assert document["public_key_sha256"] == hashlib.sha256(public_key).hexdigest()
+    assert [base64.b64decode(s["sealed_share"], validate=True) for s in document["shares"]] == sealed
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"public_key": "threshold public key"}, "public_key must be bytes, not str"),
+    ({"public_key": b""}, "public_key is empty"),
+    ({"paillier_n": "C3" * 128}, "paillier_n must be the Paillier modulus in lower-case hex"),
+    ({"paillier_n": 0xC3}, "paillier_n must be the Paillier modulus in lower-case hex"),
+    ({"shares": [("cargo", b"box", "c" * 64)]}, "shares must be a sequence of SealedShare"),
+    ({"shares": [SealedShare("cargo", b"", "c" * 64)]}, "the sealed share of cargo is empty"),
+    ({"shares": [SealedShare("cargo", "box", "c" * 64)]}, "the sealed share of cargo must be bytes"),
+], ids=["key as text", "empty key", "upper-case modulus", "modulus as int", "share as tuple", "empty share",
+        "share as text"])
+def test_a_deal_with_arguments_of_the_wrong_type_is_refused_before_anything_is_sent(
+        contract: RecordingContract, changes: dict[str, object], message: str) -> None:
+    with pytest.raises(FabricError, match=re.escape(message)):
+        deal(Ledger(contract), **changes)
+    assert contract.calls == []
+
+
+def test_an_escrow_deal_adds_the_master_key_sealed_in_base64_with_its_hash(contract: RecordingContract) -> None:
+    deal(Ledger(contract), master_key=SealedShare("acme", b"\x00sealed key\xff", "e" * 64))
+
+    document = json.loads(contract.calls[0].args[1])
+    assert document["master_key"] == {"sealed_key": base64.b64encode(b"\x00sealed key\xff").decode(),
+                                      "key_sha256": "e" * 64}
+    assert set(document) == {"paillier_n", "public_key", "public_key_sha256", "shares", "master_key"}
+
+
+def test_a_threshold_deal_sends_no_master_key(contract: RecordingContract) -> None:
+    deal(Ledger(contract))
+
+    assert "master_key" not in json.loads(contract.calls[0].args[1])
+
+
+@pytest.mark.parametrize(("master_key", "message"), [
+    (("acme", b"box", "e" * 64), "master_key must be a SealedShare (member: the master), not tuple"),
+    (SealedShare("acme", b"", "e" * 64), "the sealed master key is empty"),
+    (SealedShare("acme", "box", "e" * 64), "the sealed master key must be bytes, not str"),
+    (SealedShare("acme", b"box", 7), "key_sha256 must be a string, not int"),
+], ids=["tuple", "empty", "text", "hash as int"])
+def test_a_master_key_of_the_wrong_type_is_refused_before_anything_is_sent(
+        contract: RecordingContract, master_key: object, message: str) -> None:
+    with pytest.raises(FabricError, match=re.escape(message)):
+        deal(Ledger(contract), master_key=master_key)
+    assert contract.calls == []
+
+
+@pytest.mark.parametrize("call", [
+    lambda ledger: ledger.release_escrow_share("t", master="cargo", sealed_share="box", share_sha256="a" * 64),
+    lambda ledger: ledger.release_escrow_share("t", master="cargo", sealed_share=b"", share_sha256="a" * 64),
+    lambda ledger: ledger.release_escrow_share("t", master=None, sealed_share=b"box", share_sha256="a" * 64),
+    lambda ledger: ledger.failover_master("t", reason=None),
+], ids=["share as text", "empty share", "no master", "no reason"])
+def test_escrow_writes_of_the_wrong_type_are_refused_before_anything_is_sent(
+        contract: RecordingContract, call: Callable[[Ledger], str]) -> None:
+    with pytest.raises(FabricError):
+        call(Ledger(contract))
+    assert contract.calls == []
+
+
+def test_a_sealed_master_key_is_read_from_its_record_and_decoded() -> None:
+    record = {"task_id": "t", "master": "acme", "msp_id": "ManufacturerMSP", "encryption_key": "e" * 64,
+              "sealed_key": base64.b64encode(b"\x00key box\xff").decode(), "key_sha256": "k" * 64, "dealer": "kmc"}
+    contract = RecordingContract({"GetMasterKeyRecord": json.dumps(record).encode()})
+
+    assert Ledger(contract).sealed_master_key("t") == b"\x00key box\xff"
+    assert contract.calls == [Call("evaluate", "GetMasterKeyRecord", ("t",))]
+    with pytest.raises(KeyIntegrityError, match="the sealed master key of task t read from the ledger is not base64"):
+        Ledger(RecordingContract({"GetMasterKeyRecord": b'{"sealed_key": "@@"}'})).sealed_master_key("t")
+    with pytest.raises(KeyIntegrityError, match="is not a JSON object"):
+        Ledger(RecordingContract({"GetMasterKeyRecord": b"[]"})).sealed_master_key("t")
+
+
+def test_a_sealed_share_is_not_shown_in_its_repr() -> None:
+    share = SealedShare("bolt", b"secret-looking sealed bytes", "ab" * 32)
+
+    assert "secret-looking" not in repr(share) and "27 bytes" in repr(share)
+
+
+def key_record(key: bytes, digest: str | None = None, text: str | None = None) -> bytes:
+    return json.dumps({"task_id": "t", "dealer": "kmc", "public_key": text or base64.b64encode(key).decode(),
+                       "public_key_sha256": digest or hashlib.sha256(key).hexdigest()}).encode()
+
+
+def test_a_threshold_key_is_read_decoded_and_checked_against_its_recorded_hash() -> None:
+    key = b"threshold public key"
+    contract = RecordingContract({"GetThresholdKey": key_record(key)})
+
+    assert Ledger(contract).get_threshold_key("t") == key
+    assert contract.calls == [Call("evaluate", "GetThresholdKey", ("t",))]
+
+
+@pytest.mark.parametrize(("document", "reason"), [
+    (key_record(b"threshold public key", digest="0" * 64), "has SHA-256"),
+    (key_record(b"k", text="not base64!"), "is not base64"),
+    (b'{"public_key": 7}', "is not base64"),
+    (b"[]", "is not a JSON object"),
+], ids=["wrong hash", "not base64", "not text", "not an object"])
+def test_a_threshold_key_that_does_not_match_its_hash_raises_a_typed_error(document: bytes, reason: str) -> None:
+    with pytest.raises(KeyIntegrityError, match=reason) as caught:
+        Ledger(RecordingContract({"GetThresholdKey": document})).get_threshold_key("t")
+
+    assert (caught.value.task_id, caught.value.what) == ("t", "threshold public key")
+    assert isinstance(caught.value, FabricError)
+
+
+def test_a_sealed_share_is_read_from_its_members_record_and_decoded() -> None:
+    record = {"task_id": "t", "member": "bolt", "msp_id": "WarehouseMSP", "encryption_key": "e" * 64,
+              "sealed_share": base64.b64encode(b"\x00box\xff").decode(), "share_sha256": "b" * 64, "dealer": "kmc"}
+    contract = RecordingContract({"GetKeyShareRecord": json.dumps(record).encode()})
+
+    assert Ledger(contract).sealed_share("t", "bolt") == b"\x00box\xff"
+    assert contract.calls == [Call("evaluate", "GetKeyShareRecord", ("t", "bolt"))]
+    with pytest.raises(KeyIntegrityError, match="the sealed share of bolt of task t read from the ledger is not base64"):
+        Ledger(RecordingContract({"GetKeyShareRecord": b'{"sealed_share": "@@"}'})).sealed_share("t", "bolt")
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -238,6 +367,8 @@ READS: list[tuple[Callable[[Ledger], object], str, tuple[str, ...]]] = [
     (lambda ledger: ledger.list_updates("t", 3), "ListUpdates", ("t", "3")),
     (lambda ledger: ledger.list_votes("t", 3), "ListVotes", ("t", "3")),
     (lambda ledger: ledger.get_key_share_record("t", "bolt"), "GetKeyShareRecord", ("t", "bolt")),
+    (lambda ledger: ledger.get_master_key_record("t"), "GetMasterKeyRecord", ("t",)),
+    (lambda ledger: ledger.list_escrow_releases("t"), "ListEscrowReleases", ("t",)),
     (lambda ledger: ledger.get_task_history("t"), "GetTaskHistory", ("t",)),
     (lambda ledger: ledger.get_round_history("t", 3), "GetRoundHistory", ("t", "3")),
     (lambda ledger: ledger.get_update_history("t", 3, "bolt"), "GetUpdateHistory", ("t", "3", "bolt")),
