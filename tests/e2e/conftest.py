@@ -19,6 +19,10 @@ class CliNetwork:
     home: Path
     base_port: int
 
+    def party(self, name: str) -> Path:
+        """Party ``name``'s own home, as `fedledger train` lays them out on one machine."""
+        return self.home / "parties" / name
+
     def run(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "fedledger.cli.app", *args, "--home", str(self.home)],
                               capture_output=True, text=True, timeout=timeout)

@@ -39,13 +39,13 @@ def test_training_beats_the_initial_model_and_the_final_model_matches_the_ledger
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1
     model = open(trained["model_path"], "rb").read()
     assert digest_of(model) == trained["model_sha256"] == rounds[-1]["model_sha256"]
-    with CompanySession.open(cli_network.home, "coordinator") as session:
+    with CompanySession.open(cli_network.party("coordinator")) as session:
         assert session.ledger.get_round("e2e-train", 2)["model_sha256"] == trained["model_sha256"]
 
 
 def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon_spent(
         cli_network: CliNetwork, trained: dict[str, Any]) -> None:
-    with CompanySession.open(cli_network.home, "coordinator") as session:
+    with CompanySession.open(cli_network.party("coordinator")) as session:
         ledger, store = session.ledger, session.store
         task = ledger.get_task("e2e-train")
         for entry in trained["rounds"][1:]:
@@ -67,15 +67,64 @@ def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon
     assert task["status"] == "finished"
 
 
-def test_the_coordinator_holds_no_key_share(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
-    with CompanySession.open(cli_network.home, "coordinator") as session:
-        with pytest.raises(GatewayError, match="does not hold the committee role"):
-            session.ledger.read_key_share("e2e-train")
-        assert "coordinator" not in session.ledger.get_task("e2e-train")["committee"]
+def test_the_coordinator_and_the_dealer_hold_no_key_and_no_share(cli_network: CliNetwork,
+                                                                   trained: dict[str, Any]) -> None:
+    coordinator, dealer = cli_network.party("coordinator"), cli_network.party("kmc")
+    with CompanySession.open(coordinator) as session:
+        task = session.ledger.get_task("e2e-train")
+    assert "coordinator" not in task["committee"] and task["aggregator"] in task["committee"]
+    assert task["he"]["dealer"] == "kmc" and "kmc" not in task["committee"] + task["participants"]
+    for home in (coordinator, dealer):
+        assert not (home / "keys").exists()
+    # The dealer kept nothing: its home is its identity card, the public profile and its Fabric identity.
+    files = sorted(str(p.relative_to(dealer)) for p in dealer.rglob("*") if p.is_file())
+    assert files == ["party.json", "profile.json", "wallet/kmc/ca-chain.pem", "wallet/kmc/cert.pem",
+                     "wallet/kmc/identity.json", "wallet/kmc/key.pem"]
+
+
+def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_network: CliNetwork,
+                                                                      trained: dict[str, Any]) -> None:
+    from fedledger.crypto import load_key_share, load_threshold_key
+    from fedledger.fl.party import PartyHome
+
+    parties = {p.name: p for p in (cli_network.home / "parties").iterdir()}
+    secrets_of: dict[str, list[bytes]] = {}
+    for name, root in parties.items():
+        own = [(root / "wallet" / name / "key.pem").read_bytes()]
+        own += [k.read_bytes() for k in (root / "keys").glob("*.key")] if (root / "keys").exists() else []
+        secrets_of[name] = own
+        for key_file in [root / "wallet" / name / "key.pem", *(root / "keys").glob("*")]:
+            assert key_file.stat().st_mode & 0o077 == 0, f"{key_file} is readable by others"
+    # Every member's share, opened here (the test plays each member in turn) to look for it on disk.
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        ledger = session.ledger
+        task = ledger.get_task("e2e-train")
+        public = load_threshold_key(ledger.get_threshold_key("e2e-train"))
+        shares = {m: load_key_share(PartyHome(parties[m]).sealing_key().open(ledger.sealed_share("e2e-train", m)),
+                                    public) for m in task["committee"]}
+        recorded = {task["model"]["initial_weights_sha256"]}
+        for n in (1, 2):
+            record = ledger.get_round("e2e-train", n)
+            recorded |= {u["artifact_sha256"] for u in ledger.list_updates("e2e-train", n)}
+            recorded |= {record["aggregate"]["sha256"], record["model_sha256"]}
+    share_texts = {m: (format(int(s.secret), "x").encode(), str(int(s.secret)).encode()) for m, s in shares.items()}
+
+    for name, root in parties.items():
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            for other, secrets in secrets_of.items():
+                if other != name:
+                    assert not any(secret.strip() in data for secret in secrets), f"{path} holds {other}'s key"
+            for member, texts in share_texts.items():
+                assert not any(t in data for t in texts), f"{path} holds {member}'s key share"
+        # Each party keeps only artifacts the ledger names: ciphertexts, aggregates, models; never a plaintext update.
+        for artifact in (root / "artifacts").rglob("*") if (root / "artifacts").exists() else []:
+            if artifact.is_file():
+                assert artifact.name in recorded, f"{artifact} is not an artifact the ledger records"
 
 
 def _supernode_pid(company: str) -> int | None:
-    found = subprocess.run(["pgrep", "-f", f'flower-supernode.*company="{company}"'], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f'flower-supernode.*home=".*/{company}"'], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
     return pids[0] if pids else None
 
@@ -93,7 +142,7 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
 
     try:
         deadline = time.monotonic() + 600
-        with CompanySession.open(cli_network.home, "coordinator") as session:
+        with CompanySession.open(cli_network.party("coordinator")) as session:
             # Freeze carrier-co's SuperNode once round 1 is closed, so it cannot pick up round 2's
             # training; kill it once round 2 is open: it dies mid-round, its update never sent.
             while time.monotonic() < deadline and run.poll() is None and status(1) != "closed":
@@ -112,7 +161,7 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
     assert killed, "round 2 never opened"
     assert run.returncode == 0, err[-3000:]
 
-    with CompanySession.open(cli_network.home, "coordinator") as session:
+    with CompanySession.open(cli_network.party("coordinator")) as session:
         record = session.ledger.get_round("e2e-crash", 2)
         updates = session.ledger.list_updates("e2e-crash", 2)
     assert record["status"] == "closed"
@@ -130,7 +179,8 @@ model = "breast-cancer-logreg"
 rounds = 4
 participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
 committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
-aggregator = "coordinator"
+aggregator = "manufacturer-co"
+dealer = "kmc"
 threshold = 2
 quorum = 2
 min-participants = 2
@@ -145,7 +195,7 @@ key-bits = 1024
     shown = json.loads(cli_network.run("task", "show", "e2e-file", "--json").stdout)
     rounds = json.loads(cli_network.run("round", "show", "e2e-train", "1", "--json").stdout)
 
-    assert created == shown and shown["status"] == "active" and shown["rounds"] == 4
+    assert created == shown and shown["status"] == "awaiting-key" and shown["rounds"] == 4
     assert shown["dp"] == {"clip_norm": "4", "delta": "0.00001", "epsilon_budget": "8", "noise_mode": "distributed",
                            "noise_multiplier": "2"}
     assert rounds["round"]["status"] == "closed" and len(rounds["updates"]) == 3
@@ -170,7 +220,7 @@ def test_audit_verify_passes_for_a_trained_task_and_names_a_tampered_update(
     report = json.loads(clean.stdout)
     assert report["ok"] and report["rounds"] == 2
 
-    with CompanySession.open(cli_network.home, "coordinator") as session:
+    with CompanySession.open(cli_network.party("coordinator")) as session:
         victim = session.ledger.list_updates("e2e-train", 1)[0]
         path = session.store._path(victim["artifact_sha256"])
     original = path.read_bytes()
@@ -183,3 +233,101 @@ def test_audit_verify_passes_for_a_trained_task_and_names_a_tampered_update(
     assert tampered.returncode == 4
     failed = [f for f in json.loads(tampered.stdout)["findings"] if not f["ok"]]
     assert any(victim["company"] in f["check"] and f["round"] == 1 for f in failed)
+
+
+def test_a_node_claiming_another_company_is_refused(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    import secrets as random
+
+    from fedledger.fl.party import PartyHome
+    from fedledger.fl.rounds import TaskPlan
+    from fedledger.fl.server_app import check_hello
+
+    warehouse = PartyHome(cli_network.party("warehouse-co")).node_key()
+    carrier = PartyHome(cli_network.party("carrier-co")).node_key()
+    challenge = random.token_bytes(32)
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        plan = TaskPlan.load(session.ledger, "e2e-train")
+
+        honest = check_hello(session.ledger, plan, set(), "warehouse-co", challenge,
+                             warehouse.sign_hello(challenge, "warehouse-co"))
+        impostor = check_hello(session.ledger, plan, set(), "warehouse-co", challenge,
+                               carrier.sign_hello(challenge, "warehouse-co"))
+        replayed = check_hello(session.ledger, plan, set(), "warehouse-co", random.token_bytes(32),
+                               warehouse.sign_hello(challenge, "warehouse-co"))
+        outsider = check_hello(session.ledger, plan, set(), "kmc", challenge, carrier.sign_hello(challenge, "kmc"))
+
+    assert honest == ""
+    assert "does not verify against the node key warehouse-co recorded on the ledger" in impostor
+    assert "does not verify" in replayed
+    assert "takes no part in task e2e-train" in outsider
+
+
+def test_a_supernode_whose_key_is_not_on_the_allow_list_is_refused_by_the_superlink(
+        cli_network: CliNetwork, tmp_path: Any) -> None:
+    from fedledger.fl.party import NodeKey, write_secret
+    from fedledger.network.processes import running
+    from fedledger.node.deployment import FlowerDeployment
+    from tests.integration.conftest import free_base_port
+
+    deployment = FlowerDeployment(tmp_path / "coordinator", free_base_port(1, start=36000))
+    impostor_home = tmp_path / "impostor"
+    write_secret(impostor_home / "keys" / "node.key", NodeKey.generate().private_bytes())
+    try:
+        deployment.start_superlink()
+        deployment.register_node("warehouse-co", NodeKey.generate().public_text)
+        deployment.start_supernode("impostor", home=impostor_home, node_key=impostor_home / "keys" / "node.key",
+                                   index=1, node_config={"home": str(impostor_home)})
+        pid, executable = deployment.processes[-1]
+        deadline = time.monotonic() + 60
+        while running(pid, executable) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        exited = not running(pid, executable)
+    finally:
+        deployment.stop()
+    log = (impostor_home / "flower" / "logs" / "supernode.log").read_text()
+    assert exited, "the impostor's SuperNode is still running"
+    assert "Failed to activate SuperNode" in log, log[-2000:]
+
+
+def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_member(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    run = cli_network.popen("train", "--task-id", "e2e-escrow", "--rounds", "2", "--custody", "escrow", "--json",
+                            *COMMON)
+    killed = False
+    try:
+        deadline = time.monotonic() + 600
+        with CompanySession.open(cli_network.party("coordinator")) as session:
+            def status(n: int) -> str:
+                try:
+                    return str(session.ledger.get_round("e2e-escrow", n)["status"])
+                except GatewayError:
+                    return ""
+
+            # The master (warehouse-co: the second company; the leader is the first) decrypts round 1,
+            # then its node dies before round 2.
+            while time.monotonic() < deadline and run.poll() is None and status(1) != "closed":
+                time.sleep(0.1)
+            assert session.ledger.get_task("e2e-escrow")["master"] == "warehouse-co"
+            pid = _supernode_pid("warehouse-co")
+            assert pid is not None, "warehouse-co's SuperNode is not running"
+            os.killpg(pid, signal.SIGKILL)
+            killed = True
+        out, err = run.communicate(timeout=900)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert killed
+    assert run.returncode == 0, err[-3000:]
+
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        task = session.ledger.get_task("e2e-escrow")
+        releases = session.ledger.list_escrow_releases("e2e-escrow")
+        record = session.ledger.get_round("e2e-escrow", 2)
+    assert task["he"]["key_custody"] == "escrow" and task["status"] == "finished"
+    assert task["master"] == "carrier-co"
+    assert [h["master"] for h in task["master_history"]][-1:] == ["carrier-co"]
+    assert {(r["member"], r["master"]) for r in releases} == {("manufacturer-co", "carrier-co")}
+    assert record["status"] == "closed"
+    rounds = json.loads(out)["rounds"]
+    assert rounds[2]["failovers"][0]["from"] == "warehouse-co" and rounds[2]["decrypted_by"] == ["carrier-co"]
+    assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1

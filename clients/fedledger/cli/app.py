@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fedledger.cli import audit, company, network, task, train
+from fedledger.cli import audit, company, network, node, task, train
 from fedledger.errors import FedLedgerError
 
 EXIT_ERROR = 1
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="<noun>")
     network.register(nouns)
     company.register(nouns)
+    node.register(nouns)
     task.register(nouns)
     train.register(nouns)
     audit.register(nouns)

@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Any
 
-from fedledger.cli.options import add_common, home_of
+from fedledger.cli.options import add_common, party_of
 
 EXIT_AUDIT_FAILED = 4
 
@@ -27,7 +27,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from fedledger.fl.audit import audit_task
     from fedledger.fl.company import CompanySession
 
-    with CompanySession.open(home_of(args), args.identity) as session:
+    with CompanySession.open(party_of(args)) as session:
         report = audit_task(session.ledger, session.store, args.task_id)
     if args.json:
         print(json.dumps({"task_id": report.task_id, "rounds": report.rounds, "ok": report.ok,

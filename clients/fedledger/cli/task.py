@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import FedLedgerError
-from fedledger.cli.options import add_common, home_of
+from fedledger.cli.options import add_common, party_of
+from fedledger.fl.party import PartyHome
 
 # Task file keys (kebab-case TOML, or the same keys in JSON) and their TaskSpec fields.
 _FIELDS = {"task-id": "task_id", "model": "model", "rounds": "rounds", "participants": "participants",
-           "committee": "committee", "aggregator": "aggregator", "threshold": "threshold", "quorum": "quorum",
+           "committee": "committee", "aggregator": "aggregator", "dealer": "dealer", "threshold": "threshold", "quorum": "quorum",
            "min-participants": "min_participants", "max-weight": "max_weight", "epsilon-budget": "epsilon_budget",
            "delta": "delta", "clip-norm": "clip_norm", "noise-multiplier": "noise_multiplier",
-           "noise-mode": "noise_mode", "key-bits": "key_bits", "initial-tokens": "initial_tokens",
+           "noise-mode": "noise_mode", "key-bits": "key_bits", "key-custody": "custody", "master": "master",
+           "initial-tokens": "initial_tokens",
            "reward-per-round": "reward_per_round", "penalty": "penalty", "reputation-threshold": "reputation_threshold"}
 
 
@@ -55,7 +57,7 @@ def load_task_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise FedLedgerError(f"task file {path}: unknown keys {unknown}; known: {sorted(_FIELDS)}")
-    missing = sorted(k for k in ("task-id", "model", "rounds", "participants", "committee", "aggregator",
+    missing = sorted(k for k in ("task-id", "model", "rounds", "participants", "committee", "aggregator", "dealer",
                                  "threshold", "quorum", "min-participants", "epsilon-budget", "delta", "clip-norm",
                                  "noise-multiplier") if k not in raw)
     if missing:
@@ -68,8 +70,8 @@ def load_task_file(path: Path) -> dict[str, Any]:
 
 def run_create(args: argparse.Namespace) -> int:
     from fedledger.fl import task as tasks
-    from fedledger.fl.publish import TaskSpec
-    from fedledger.fl.training import publish
+    from fedledger.fl.company import CompanySession
+    from fedledger.fl.publish import TaskSpec, publish_task
 
     spec_args = load_task_file(args.file)
     spec_args.setdefault("max_weight", 4096)
@@ -78,16 +80,17 @@ def run_create(args: argparse.Namespace) -> int:
     except TypeError as err:
         raise FedLedgerError(f"task file {args.file}: {err}") from None
     initial = tasks.get_flat(tasks.build_model(spec.model))
-    home = home_of(args)
-    publish(home, spec, publisher=args.identity, initial_model=initial,
-            progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-    return _show_task(home, args.identity, spec.task_id, as_json=args.json)
+    home = party_of(args)
+    with CompanySession.open(home) as session:
+        publish_task(spec, session.ledger, session.store, initial_model=initial)
+    print(f"  task {spec.task_id} published; it awaits its key from the dealer {spec.dealer}", file=sys.stderr)
+    return _show_task(home, spec.task_id, as_json=args.json)
 
 
-def _show_task(home: Path, identity: str, task_id: str, *, as_json: bool) -> int:
+def _show_task(home: PartyHome, task_id: str, *, as_json: bool) -> int:
     from fedledger.fl.company import CompanySession
 
-    with CompanySession.open(home, identity) as session:
+    with CompanySession.open(home) as session:
         task = session.ledger.get_task(task_id)
     if as_json:
         print(json.dumps(task, sort_keys=True))
@@ -97,21 +100,23 @@ def _show_task(home: Path, identity: str, task_id: str, *, as_json: bool) -> int
         print(f"{key:22} {task[key]}")  # type: ignore[literal-required,unused-ignore]
     print(f"{'epsilon spent/budget':22} {task['epsilon_spent_micro'] / 1e6:.6f} / {task['epsilon_budget_micro'] / 1e6:.6f}")
     print(f"{'dp':22} {json.dumps(task['dp'], sort_keys=True)}")
-    print(f"{'he':22} threshold {task['he']['threshold']} of {task['he']['committee_size']}, "
-          f"n = {task['he']['paillier_n'][:24]}... ({len(task['he']['paillier_n']) * 4} bits)")
+    he = task["he"]
+    modulus = he.get("paillier_n", "")
+    key = f"n = {modulus[:24]}... ({len(modulus) * 4} bits)" if modulus else "key not dealt yet"
+    print(f"{'he':22} threshold {he['threshold']} of {he['committee_size']}, dealer {he['dealer']}, {key}")
     print(f"{'model':22} {task['model']['description']}")
     print(f"{'initial weights':22} {task['model']['initial_weights_sha256']}")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    return _show_task(home_of(args), args.identity, args.task_id, as_json=args.json)
+    return _show_task(party_of(args), args.task_id, as_json=args.json)
 
 
 def run_round_show(args: argparse.Namespace) -> int:
     from fedledger.fl.company import CompanySession
 
-    with CompanySession.open(home_of(args), args.identity) as session:
+    with CompanySession.open(party_of(args)) as session:
         record = session.ledger.get_round(args.task_id, args.round)
         updates = session.ledger.list_updates(args.task_id, args.round)
         votes = session.ledger.list_votes(args.task_id, args.round)

@@ -10,6 +10,7 @@ from typing import Any
 
 from fedledger.errors import FedLedgerError
 from fedledger.cli.options import add_common, home_of
+from fedledger.fl.config import Partitioner, RunConfig
 
 
 def register(nouns: Any) -> None:
@@ -18,7 +19,9 @@ def register(nouns: Any) -> None:
     parser.add_argument("--company", action="append", default=[], metavar="NAME@ORG",
                         help="a participating company and its organization (repeat; default: one per org)")
     parser.add_argument("--coordinator", default="coordinator@Manufacturer", metavar="NAME@ORG",
-                        help="the task's publisher and aggregator (holds no key share)")
+                        help="the task's publisher: orchestrates, never aggregates, holds no key share")
+    parser.add_argument("--dealer", default="kmc@Carrier", metavar="NAME@ORG",
+                        help="the key management party: deals the threshold key, holds no other role")
     parser.add_argument("--model", default="breast-cancer-logreg", help="mnist-cnn, breast-cancer-logreg, digits-logreg")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--task-id", default="")
@@ -30,6 +33,9 @@ def register(nouns: Any) -> None:
                              "--rounds in --epsilon")
     parser.add_argument("--noise-mode", choices=("distributed", "central"), default="distributed")
     parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--custody", choices=("threshold", "escrow"), default="threshold",
+                        help="threshold: t of the committee decrypt together; escrow: a master decrypts and t "
+                             "members can rebuild its key if it fails (paper 000)")
     parser.add_argument("--threshold", type=int, default=2, help="committee shares needed to decrypt")
     parser.add_argument("--local-epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -42,40 +48,41 @@ def register(nouns: Any) -> None:
                         help="local DP-SGD (Opacus) noise multiplier inside each company's training; 0: off")
     parser.add_argument("--dp-sgd-clip", type=float, default=1.0, help="local DP-SGD per-sample gradient clip")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--round-timeout", type=float, default=600,
+    parser.add_argument("--round-timeout", type=float, default=RunConfig.round_timeout,
                         help="seconds a round waits for companies' answers before going on without them")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of accuracy and epsilon per round")
     parser.set_defaults(run=run_train)
 
 
-def _company(text: str) -> Any:
-    from fedledger.fl.training import Company
+def _party(text: str) -> Any:
+    from fedledger.node.demo import Party
 
     name, _, org = text.partition("@")
     if not name or not org:
         raise FedLedgerError(f"{text!r} is not NAME@ORG (e.g. northwind@Manufacturer)")
-    return Company(name, org)
+    return Party(name, org)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from fedledger.fl.training import TrainingConfig, plot, train
+    from fedledger.fl.custody import Custody
+    from fedledger.fl.rounds import NoiseMode
     from fedledger.network import NativeNetwork
+    from fedledger.node.demo import DemoConfig, plot, train
 
     home = home_of(args)
-    companies = tuple(_company(c) for c in args.company)
+    companies = tuple(_party(c) for c in args.company)
     if not companies:
         net = NativeNetwork.open(home)
-        companies = tuple(_company(f"{o.name.lower()}-co@{o.name}") for o in net.config.companies)
-    config = TrainingConfig(companies=companies, coordinator=_company(args.coordinator), model=args.model,
-                            rounds=args.rounds, task_id=args.task_id, threshold=args.threshold,
-                            quorum=min(args.threshold, len(companies)), min_participants=max(1, len(companies) - 1),
-                            epsilon_budget=args.epsilon, delta=args.delta, clip_norm=args.clip_norm,
-                            noise_multiplier=args.noise_multiplier, noise_mode=args.noise_mode, key_bits=args.key_bits,
-                            local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr,
-                            partitioner=args.partitioner, alpha=args.alpha, seed=args.seed,
-                            round_timeout=args.round_timeout,
-                            extra_run_config={"label-epsilon": args.label_epsilon, "dp-sgd-noise": args.dp_sgd_noise,
-                                              "dp-sgd-clip": args.dp_sgd_clip})
+        companies = tuple(_party(f"{o.name.lower()}-co@{o.name}") for o in net.config.companies)
+    run = RunConfig(local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    partitioner=Partitioner(args.partitioner), alpha=args.alpha, round_timeout=args.round_timeout,
+                    label_epsilon=args.label_epsilon, dp_sgd_noise=args.dp_sgd_noise, dp_sgd_clip=args.dp_sgd_clip)
+    config = DemoConfig(companies=companies, coordinator=_party(args.coordinator), dealer=_party(args.dealer),
+                        model=args.model, rounds=args.rounds, task_id=args.task_id, threshold=args.threshold,
+                        quorum=min(args.threshold, len(companies)), min_participants=max(1, len(companies) - 1),
+                        epsilon_budget=args.epsilon, delta=args.delta, clip_norm=args.clip_norm,
+                        noise_multiplier=args.noise_multiplier, noise_mode=NoiseMode(args.noise_mode),
+                        key_bits=args.key_bits, custody=Custody(args.custody), run=run)
     result = train(home, config, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     if args.plot:
         plot(result.metrics, args.plot)

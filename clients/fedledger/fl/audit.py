@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from fedledger.errors import ArtifactError, FedLedgerError
 from fedledger.fl.artifacts import ArtifactStore, digest_of
-from fedledger.fl.rounds import LedgerPort, TaskPlan, _aggregate_of
+from fedledger.fl.rounds import LedgerPort, TaskPlan, aggregate_bytes
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class AuditReport:
 
 def audit_task(ledger: LedgerPort, store: ArtifactStore, task_id: str) -> AuditReport:
     """Check every round of ``task_id`` against the artifacts; never raises for a failed check."""
-    plan = TaskPlan.load(ledger, store, task_id)
+    plan = TaskPlan.load(ledger, task_id)
     report = AuditReport(task_id)
     initial = plan.task["model"]["initial_weights_sha256"]
     report.add(0, "initial model in the store", store.exists(initial), initial[:16])
@@ -72,7 +72,9 @@ def audit_task(ledger: LedgerPort, store: ArtifactStore, task_id: str) -> AuditR
             report.add(n, "aggregate includes only recorded updates", False, f"unknown: {missing}")
         else:
             try:
-                recomputed = digest_of(_aggregate_of(plan, store, [by_company[c] for c in sorted(aggregate["included"])]))
+                included = [by_company[c] for c in aggregate["included"]]
+                ciphertexts = {u["company"]: store.get(u["artifact_sha256"]) for u in included}
+                recomputed = digest_of(aggregate_bytes(plan, included, ciphertexts))
                 report.add(n, "aggregate recomputed from the recorded updates", recomputed == aggregate["sha256"],
                            f"{recomputed[:16]} vs recorded {aggregate['sha256'][:16]}")
             except FedLedgerError as err:

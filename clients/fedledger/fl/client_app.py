@@ -1,21 +1,27 @@
-"""The company side of a FedLedger task: a Flower ClientApp, one per SuperNode (one per company).
+"""A company's node in a FedLedger task: a Flower ClientApp under that company's own SuperNode.
 
-It answers four kinds of message from the coordinator's ServerApp:
+It works from the company's own home (node config ``home``) and nothing else, and answers:
 
-- ``query.hello``: which company this node is;
-- ``train``: fetch the global model named by hash (checked against the ledger), train on this
-  company's own data, and contribute the clipped, noised, encrypted update (fl.rounds.contribute);
-- ``query.verify``: recompute the round's aggregate from the ledger's hashes and vote;
-- ``query.decrypt``: give a partial decryption of the round's recorded aggregate, and only of it.
+- ``query.hello``: sign the coordinator's challenge with the node key the company put on the ledger;
+- ``train``: check the global model against the ledger, train on the company's own data, and
+  contribute the clipped, noised, encrypted update (``rounds.contribute``);
+- ``query.aggregate`` (the round's leader): sum the ciphertexts the ledger lists (``rounds.lead``);
+- ``query.verify`` (committee members): check and vote, then, once the ledger shows the quorum and
+  this member's own valid vote, partially decrypt the recorded aggregate with the member's share,
+  which it opens from the sealed box the dealer put on the ledger;
+- ``query.finish`` (the leader): combine the partials (or check the escrow master's opening) and
+  close the round (``rounds.finish``, ``rounds.finish_opened``);
+- under escrow custody, after a failover: ``query.release`` re-seals this member's escrow share to
+  the new master on the ledger, and ``query.decrypt`` has the new master rebuild the key and decrypt.
 
-Node config (``flower-supernode --node-config``): ``home`` (the network home), ``company`` (a
-wallet label), ``partition-id`` and ``num-partitions``; optional ``store`` (artifact directory).
+Node config (``flower-supernode --node-config``): ``home``, ``partition-id`` and
+``num-partitions`` (how the demo splits a bundled dataset), optional ``data-path``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,39 +29,68 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedledger.crypto import KeyShare, load_key_share
-from fedledger.errors import FedLedgerError
 from fedledger.fl.company import CompanySession
-from fedledger.fl.rounds import Description, RoundError, TaskPlan, contribute, decryption_share, model_from_bytes, verify
+from fedledger.fl.config import Partitioner
+from fedledger.fl.custody import Custody, master_private_key, release_escrow_share
+from fedledger.fl.messages import MessageType
+from fedledger.fl.rounds import (
+    RoundError,
+    RoundStatus,
+    TaskPlan,
+    await_verdict,
+    contribute,
+    current_master,
+    decryption_share,
+    finish,
+    finish_opened,
+    lead,
+    master_opening,
+    model_from_bytes,
+    verify,
+)
+from fedledger.fl.artifacts import digest_of
 from fedledger.privacy import randomized_response
 
 app = ClientApp()
 
 
 @dataclass
-class _Company:
+class _Node:
     session: CompanySession
-    plans: dict[str, TaskPlan]
-    shares: dict[str, KeyShare]
-    datasets: dict[tuple[str, str, int], Any]
+    plans: dict[str, TaskPlan] = field(default_factory=dict)
+    shares: dict[str, KeyShare] = field(default_factory=dict)
+    datasets: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    def plan(self, task_id: str) -> TaskPlan:
+        if task_id not in self.plans:
+            self.plans[task_id] = TaskPlan.load(self.session.ledger, task_id)
+        return self.plans[task_id]
+
+    def share(self, plan: TaskPlan) -> KeyShare:
+        """This member's key share: opened from its sealed box on the ledger with its own sealing key."""
+        if plan.task_id not in self.shares:
+            ledger = self.session.ledger
+            record = ledger.get_key_share_record(plan.task_id, self.name)
+            raw = self.session.home.sealing_key().open(ledger.sealed_share(plan.task_id, self.name))
+            share = load_key_share(raw, plan.key)
+            if share.digest() != record["share_sha256"]:
+                raise RoundError(f"the key share sealed to {self.name} does not match the hash the dealer recorded")
+            self.shares[plan.task_id] = share
+        return self.shares[plan.task_id]
 
 
-_companies: dict[tuple[str, str], _Company] = {}
+_nodes: dict[str, _Node] = {}
 
 
-def _company(context: Context) -> _Company:
-    home, name = str(context.node_config["home"]), str(context.node_config["company"])
-    key = (home, name)
-    if key not in _companies:
-        store = context.node_config.get("store")
-        session = CompanySession.open(home, name, store=str(store) if store else None)
-        _companies[key] = _Company(session, {}, {}, {})
-    return _companies[key]
-
-
-def _plan(company: _Company, task_id: str) -> TaskPlan:
-    if task_id not in company.plans:
-        company.plans[task_id] = TaskPlan.load(company.session.ledger, company.session.store, task_id)
-    return company.plans[task_id]
+def _node(context: Context) -> _Node:
+    home = str(context.node_config["home"])
+    if home not in _nodes:
+        _nodes[home] = _Node(CompanySession.open(home))
+    return _nodes[home]
 
 
 def _reply(message: Message, values: dict[str, Any]) -> Message:
@@ -66,63 +101,68 @@ def _config(message: Message) -> dict[str, Any]:
     return dict(message.content["config"])
 
 
-def _global_model(company: _Company, plan: TaskPlan, round_number: int, model_sha256: str) -> np.ndarray:
-    """The model the round starts from, fetched by hash and checked against the ledger's record."""
+def _relayed(config: dict[str, Any]) -> dict[str, bytes]:
+    """The ciphertexts a message relays, by company."""
+    return {str(c): bytes(u) for c, u in zip(config["companies"], config["updates"]) if c}
+
+
+@app.query(MessageType.HELLO.removeprefix("query."))
+def hello(message: Message, context: Context) -> Message:
+    node = _node(context)
+    challenge = bytes(_config(message)["challenge"])
+    signature = node.session.home.node_key().sign_hello(challenge, node.name)
+    return _reply(message, {"company": node.name, "signature": signature})
+
+
+def _global_model(node: _Node, plan: TaskPlan, round_number: int, model: bytes) -> np.ndarray:
+    """The model the round starts from, as sent, checked against the ledger's record."""
     if round_number == 1:
         expected = plan.task["model"]["initial_weights_sha256"]
     else:
-        expected = company.session.ledger.get_round(plan.task_id, round_number - 1).get("model_sha256", "")
-    if model_sha256 != expected:
-        raise RoundError(f"the coordinator sent model {model_sha256[:16]}… for round {round_number}; "
+        expected = node.session.ledger.get_round(plan.task_id, round_number - 1).get("model_sha256", "")
+    if digest_of(model) != expected:
+        raise RoundError(f"the coordinator sent model {digest_of(model)[:16]}… for round {round_number}; "
                          f"the ledger says it starts from {expected[:16]}…")
-    return model_from_bytes(company.session.store.get(model_sha256))
+    node.session.store.put(model)
+    return model_from_bytes(model)
 
 
-def _local_data(company: _Company, context: Context, description: Description, seed: int,
-                partitioner: str, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _local_data(node: _Node, context: Context, model: str, seed: int, partitioner: Partitioner,
+                alpha: float) -> tuple[np.ndarray, np.ndarray, int]:
     from fedledger.fl import task as tasks
     from fedledger.fl.data import partition_dirichlet, partition_iid
 
-    key = (description.model, partitioner, seed)
-    if key not in company.datasets:
+    if (model, seed) not in node.datasets:
         data_path = context.node_config.get("data-path")
-        company.datasets[key] = tasks.load_dataset(description.model, data_path=str(data_path) if data_path else None,
-                                                   seed=seed)
-    dataset = company.datasets[key]
+        node.datasets[(model, seed)] = tasks.load_dataset(model, data_path=str(data_path) if data_path else None,
+                                                          seed=seed)
+    dataset = node.datasets[(model, seed)]
     part, parts = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
-    if partitioner == "dirichlet":
+    if partitioner is Partitioner.DIRICHLET:
         indices = partition_dirichlet(dataset.y_train, parts, alpha=alpha, seed=seed)[part]
     else:
         indices = partition_iid(len(dataset.y_train), parts, seed=seed)[part]
-    return dataset.x_train[indices], dataset.y_train[indices]
-
-
-@app.query("hello")
-def hello(message: Message, context: Context) -> Message:
-    company = _company(context)
-    return _reply(message, {"company": company.session.name, "msp_id": company.session.enrollment.identity.msp_id})
+    return dataset.x_train[indices], dataset.y_train[indices], int(dataset.num_classes)
 
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    # torch is imported here, not at module level: Flower starts a ClientApp process per
-    # message, and the committee's verify and decrypt messages need no torch (~1.3 s to import).
+    # torch is imported here, not at module level: the committee's messages need no torch.
     from fedledger.fl import task as tasks
 
     config = _config(message)
-    company = _company(context)
-    plan = _plan(company, str(config["task-id"]))
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
     round_number = int(config["round"])
-    global_model = _global_model(company, plan, round_number, str(config["model-sha256"]))
-    x, y = _local_data(company, context, plan.description, int(config["seed"]), str(config["partitioner"]),
-                       float(config["alpha"]))
-    label_epsilon = float(config.get("label-epsilon", 0.0))
+    global_model = _global_model(node, plan, round_number, bytes(config["model"]))
+    x, y, num_classes = _local_data(node, context, plan.description.model, int(config["seed"]),
+                                    Partitioner(str(config["partitioner"])), float(config["alpha"]))
+    label_epsilon = float(config["label-epsilon"])
     if label_epsilon > 0:
         # Paper 000's label noise: each label is epsilon-LDP before it ever meets the model.
-        num_classes = company.datasets[(plan.description.model, str(config["partitioner"]), int(config["seed"]))].num_classes
         y = randomized_response(y, num_classes=num_classes, epsilon=label_epsilon)
     dp_sgd = None
-    if float(config.get("dp-sgd-noise", 0.0)) > 0:
+    if float(config["dp-sgd-noise"]) > 0:
         dp_sgd = {"noise_multiplier": float(config["dp-sgd-noise"]), "max_grad_norm": float(config["dp-sgd-clip"])}
     model = tasks.build_model(plan.description.model)
     tasks.set_flat(model, global_model)
@@ -130,39 +170,93 @@ def train(message: Message, context: Context) -> Message:
                                 lr=float(config["lr"]), seed=int(config["seed"]) * 1000 + round_number, dp_sgd=dp_sgd)
     update = tasks.get_flat(model).astype(np.float64) - global_model.astype(np.float64)
     started = time.perf_counter()
-    receipt = contribute(plan, company.session.ledger, company.session.store, company=company.session.name,
+    receipt = contribute(plan, node.session.ledger, node.session.store, company=node.name,
                          round_number=round_number, update=update, samples=trained.samples,
                          compute_millis=int(trained.seconds * 1000))
-    protect_seconds = time.perf_counter() - started
-    return _reply(message, {"company": receipt.company, "artifact-sha256": receipt.artifact_sha256,
-                            "size-bytes": receipt.size_bytes, "samples": receipt.samples, "tx-id": receipt.tx_id,
-                            "train-seconds": trained.seconds, "loss": trained.loss,
-                            "encrypt-and-ledger-seconds": protect_seconds,
+    return _reply(message, {"company": receipt.company, "update": receipt.data, "samples": receipt.samples,
+                            "tx-id": receipt.tx_id, "train-seconds": trained.seconds, "loss": trained.loss,
+                            "encrypt-and-ledger-seconds": time.perf_counter() - started,
                             "local-epsilon": float(trained.epsilon or 0.0)})
 
 
-@app.query("verify")
-def verify_round(message: Message, context: Context) -> Message:
+@app.query(MessageType.AGGREGATE.removeprefix("query."))
+def aggregate(message: Message, context: Context) -> Message:
     config = _config(message)
-    company = _company(context)
-    plan = _plan(company, str(config["task-id"]))
-    valid, reason = verify(plan, company.session.ledger, company.session.store, round_number=int(config["round"]))
-    return _reply(message, {"company": company.session.name, "valid": valid, "reason": reason})
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
+    receipt = lead(plan, node.session.ledger, node.session.store, round_number=int(config["round"]),
+                   updates=_relayed(config))
+    return _reply(message, {"aggregate": receipt.data, "tx-id": receipt.tx_id,
+                            "missing": ",".join(receipt.missing)})
 
 
-@app.query("decrypt")
+@app.query(MessageType.VERIFY.removeprefix("query."))
+def verify_and_decrypt(message: Message, context: Context) -> Message:
+    config = _config(message)
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
+    round_number, aggregate_data = int(config["round"]), bytes(config["aggregate"])
+    ledger = node.session.ledger
+    valid, reason = verify(plan, ledger, node.session.store, round_number=round_number,
+                           updates=_relayed(config), aggregate_data=aggregate_data)
+    result: dict[str, Any] = {"company": node.name, "valid": valid, "reason": reason}
+    escrow = plan.custody is Custody.ESCROW
+    if valid and (not escrow or node.name == current_master(ledger, plan.task_id)):
+        status = await_verdict(plan, ledger, round_number=round_number, timeout=float(config["verdict-timeout"]))
+        if status is not RoundStatus.VERIFIED:
+            result["partial-error"] = f"the round is {status}: no decryption given"
+        elif escrow:
+            result["opening"] = _opening(node, plan, round_number, aggregate_data)
+        else:
+            result["partial"] = decryption_share(plan, ledger, node.share(plan), member=node.name,
+                                                 round_number=round_number, aggregate_data=aggregate_data)
+    return _reply(message, result)
+
+
+def _opening(node: _Node, plan: TaskPlan, round_number: int, aggregate_data: bytes) -> bytes:
+    """As the escrow master: the key (opened, or rebuilt after a failover) and the checked decryption."""
+    ledger = node.session.ledger
+    private_key = master_private_key(ledger, plan.task_key, plan.task_id, member=node.name,
+                                     sealing=node.session.home.sealing_key())
+    return master_opening(plan, ledger, private_key, member=node.name, round_number=round_number,
+                          aggregate_data=aggregate_data)
+
+
+@app.query(MessageType.RELEASE.removeprefix("query."))
+def release(message: Message, context: Context) -> Message:
+    config = _config(message)
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
+    master = current_master(node.session.ledger, plan.task_id)
+    tx_id = release_escrow_share(node.session.ledger, plan.task_key, plan.task_id, member=node.name, master=master,
+                                 sealing=node.session.home.sealing_key())
+    return _reply(message, {"company": node.name, "master": master, "tx-id": tx_id})
+
+
+@app.query(MessageType.DECRYPT.removeprefix("query."))
 def decrypt(message: Message, context: Context) -> Message:
     config = _config(message)
-    company = _company(context)
-    plan = _plan(company, str(config["task-id"]))
-    if plan.task_id not in company.shares:
-        # The share lives in this company's own org's private data; only it can read it back.
-        raw = company.session.ledger.read_key_share(plan.task_id)
-        share = load_key_share(raw, plan.key)
-        if share.index != plan.member_index(company.session.name):
-            raise FedLedgerError(f"{company.session.name}'s key share has index {share.index}, "
-                                 f"expected {plan.member_index(company.session.name)}")
-        company.shares[plan.task_id] = share
-    partial = decryption_share(plan, company.session.ledger, company.session.store, company.shares[plan.task_id],
-                               round_number=int(config["round"]), aggregate_sha256=str(config["aggregate-sha256"]))
-    return _reply(message, {"company": company.session.name, "partial": partial})
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
+    opening = _opening(node, plan, int(config["round"]), bytes(config["aggregate"]))
+    return _reply(message, {"company": node.name, "opening": opening})
+
+
+@app.query(MessageType.FINISH.removeprefix("query."))
+def close(message: Message, context: Context) -> Message:
+    config = _config(message)
+    node = _node(context)
+    plan = node.plan(str(config["task-id"]))
+    round_number = int(config["round"])
+    global_model = _global_model(node, plan, round_number, bytes(config["model"]))
+    if plan.custody is Custody.ESCROW:
+        result = finish_opened(plan, node.session.ledger, node.session.store, round_number=round_number,
+                               global_model=global_model, aggregate_data=bytes(config["aggregate"]),
+                               master=str(config["master"]), opening=bytes(config["opening"]))
+    else:
+        partials = {str(m): bytes(p) for m, p in zip(config["members"], config["partials"]) if m}
+        result = finish(plan, node.session.ledger, node.session.store, round_number=round_number,
+                        global_model=global_model, aggregate_data=bytes(config["aggregate"]), partials=partials)
+    return _reply(message, {"model": result.model_data, "tx-id": result.tx_id,
+                            "used": list(result.used_members) or [""],
+                            "rejected": "; ".join(f"{m}: {r}" for m, r in result.rejected_members.items())})

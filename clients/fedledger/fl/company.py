@@ -1,12 +1,11 @@
-"""A company's handle on a running consortium: its identity, its Ledger, the artifact store.
+"""A party's handle on a running consortium: its identity, its Ledger, its own artifact store.
 
 Every Flower process (the ServerApp as the task's coordinator, each SuperNode's ClientApp as one
-company) opens one of these from the network's home directory and the company's wallet label.
+company) opens one of these from its own party home (``fl.party``) and nothing else.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from fedledger.fabric.ca import Enrollment
 from fedledger.fabric.contract import Contract
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.ledger import Ledger
-from fedledger.fabric.wallet import FileWallet
 from fedledger.fl.artifacts import DirectoryStore
+from fedledger.fl.party import PartyHome
 
 
 def wait_for_block(qscc: Contract, channel: str, msp_ids: Sequence[str], block: int, *, timeout: float = 30) -> None:
@@ -44,37 +43,39 @@ def wait_for_block(qscc: Contract, channel: str, msp_ids: Sequence[str], block: 
 
 @dataclass
 class CompanySession:
-    """One company connected to its own organization's peer."""
+    """One party connected to its own organization's peer, from its own home."""
 
+    home: PartyHome
     name: str
     enrollment: Enrollment
     gateway: Gateway
     ledger: Ledger
-    store: DirectoryStore
     org_msp_ids: tuple[str, ...] = field(default=())
 
+    @property
+    def store(self) -> DirectoryStore:
+        return self.home.store
+
     @classmethod
-    def open(cls, home: Path | str, company: str, *, store: Path | str | None = None) -> CompanySession:
-        """Connect ``company`` (a wallet label in ``home``'s wallet) through its org's peer."""
-        home = Path(home)
-        try:
-            profile = json.loads((home / "connection.json").read_text())
-        except FileNotFoundError:
-            raise NetworkStateError(f"no network profile in {home}; run `fedledger network up`") from None
-        enrollment = FileWallet(home / "wallet").get(company)
+    def open(cls, home: PartyHome | Path | str) -> CompanySession:
+        """Connect the party of ``home`` through its own org's peer (TLS root from its profile)."""
+        home = home if isinstance(home, PartyHome) else PartyHome(home)
+        profile = home.profile
+        name = home.name
+        enrollment = home.wallet.get(name)
         orgs = profile["orgs"]
         org = next((o for o in orgs.values() if o["msp_id"] == enrollment.identity.msp_id), None)
         if org is None:
-            raise NetworkStateError(f"{company}'s organization {enrollment.identity.msp_id} is not in this network")
+            raise NetworkStateError(f"{name}'s organization {enrollment.identity.msp_id} is not in the network "
+                                    f"profile of {home.root}")
         gateway = connect(org["peer"]["address"], identity=enrollment.identity, signer=enrollment.signer,
-                          tls_root_certificates=Path(org["peer"]["tls_ca"]).read_bytes())
+                          tls_root_certificates=str(org["peer"]["tls_ca_pem"]).encode())
         msp_ids = tuple(sorted(o["msp_id"] for o in orgs.values()))
         network = gateway.network(profile["channel"])
         ledger = Ledger(network.contract(profile["chaincode"]),
                         after_commit=lambda block: wait_for_block(network.contract("qscc"), profile["channel"],
                                                                   msp_ids, block))
-        return cls(company, enrollment, gateway, ledger, DirectoryStore(Path(store) if store else home / "artifacts"),
-                   msp_ids)
+        return cls(home, name, enrollment, gateway, ledger, msp_ids)
 
     def close(self) -> None:
         self.gateway.close()

@@ -1,193 +1,346 @@
-"""The coordinator of a FedLedger task: a Flower ServerApp acting as the task's publisher and leader.
+"""The coordinator of a FedLedger task: a Flower ServerApp acting as the task's publisher.
 
-Per round it opens the round on the ledger, asks every participant's node to train and contribute,
-aggregates the ciphertexts the ledger lists, asks the committee to verify and vote, collects t
-partial decryptions of the recorded aggregate, updates the model and closes the round. It holds
-the task's public key only: no key share, no plaintext update of any company.
+It orchestrates and relays; it never aggregates, never decrypts and holds no key share (paper 003:
+the publisher "does not directly participate in data aggregation"). Per round it opens the round on
+the ledger, asks each participant's node to train and contribute, relays the ciphertexts to the
+round's leader (a committee member's node) to aggregate, relays updates and aggregate to the
+committee to verify, vote and partially decrypt, and hands the partials of members whose valid
+vote is on the ledger to the leader, which combines them and closes the round. Every byte it
+relays is checked against the ledger's hash and kept in its own home.
 
-Run config (``flwr run ... --run-config``): ``home``, ``coordinator`` (wallet label), ``task-id``,
-``metrics-json``, ``local-epochs``, ``batch-size``, ``lr``, ``seed``, ``partitioner``, ``alpha``,
-``round-timeout``, optional ``store``.
+Run config: see ``fl.config.RunConfig`` (``home`` is the coordinator's own party home).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from fedledger.fabric.ledger import Ledger
 from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.rounds import RoundError, TaskPlan, finish, lead, model_from_bytes, open_round
+from fedledger.fl.config import RunConfig
+from fedledger.fl.messages import MessageType
+from fedledger.fl.party import verify_hello
+from fedledger.fl.custody import Custody
+from fedledger.fl.rounds import (
+    RoundError,
+    RoundStatus,
+    TaskPlan,
+    current_master,
+    keep_checked,
+    model_from_bytes,
+    open_round,
+)
 
 app = ServerApp()
 
 
+log = logging.getLogger("fedledger.coordinator")
+
+
 def _say(text: str) -> None:
-    print(f"[fedledger] {text}", file=sys.stderr, flush=True)
+    log.info(text)
 
 
-def _ask(grid: Grid, nodes: dict[int, str], message_type: str, config: dict[str, Any],
-         timeout: float, *, enough: int | None = None) -> dict[str, dict[str, Any]]:
-    """Send one message per node; return each answering company's result (errors are reported).
+def _log_to_stderr() -> None:
+    """The coordinator's progress lines, in the one format `fedledger train` streams from Flower's log."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[fedledger] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
-    Stops waiting once ``enough`` companies answered (a quorum, t partials), or once every node
-    still owing an answer has left the federation: a company that crashed mid-round is reported
-    missing instead of holding the round until the timeout.
+
+def check_hello(ledger: Ledger, plan: TaskPlan, connected: set[str], company: str, challenge: bytes,
+                signature: bytes) -> str:
+    """Why a node's claim to be ``company`` is refused, or "" if it holds.
+
+    The claim holds when ``company`` takes part in the task, has no node connected yet, and the
+    signature over the coordinator's fresh challenge verifies against the node key that ``company``
+    recorded on the ledger with its own Fabric identity.
     """
-    messages = [Message(RecordDict({"config": ConfigRecord(config)}), dst_node_id=node, message_type=message_type)
-                for node in nodes]
-    owed = dict(zip(grid.push_messages(messages), nodes))
-    results: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while owed and time.monotonic() < deadline:
-        for reply in grid.pull_messages(list(owed)):
-            node = owed.pop(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
-            company = nodes.get(node, str(node))
-            if reply.has_error():
-                _say(f"{message_type} on {company} failed: {reply.error.reason}")
-            else:
-                results[company] = dict(reply.content["result"])
-        if enough is not None and len(results) >= enough:
-            break
-        online = set(grid.get_node_ids())
-        gone = [nodes[n] for n in owed.values() if n not in online]
-        if owed and len(gone) == len(owed):
-            _say(f"{message_type}: {', '.join(sorted(gone))} left the federation without answering")
-            break
-        time.sleep(0.2)
-    for node in owed.values():
-        if nodes[node] not in results:
-            _say(f"{message_type}: no answer from {nodes[node]}")
-    return results
+    if company not in plan.participants and company not in plan.committee:
+        return f"it claims {company}, which takes no part in task {plan.task_id}"
+    if company in connected:
+        return f"it claims {company}, whose node is already connected"
+    if all(c["name"] != company for c in ledger.list_companies()):
+        return f"it claims {company}, which the ledger does not know"
+    node_key = str(ledger.get_company(company).get("node_key", ""))
+    if not node_key:
+        return f"it claims {company}, which has recorded no node key on the ledger"
+    if not verify_hello(node_key, challenge, company, signature):
+        return (f"it claims {company}, but its signature does not verify against the node key {company} "
+                "recorded on the ledger")
+    return ""
+
+
+@dataclass
+class Replies:
+    """What a message to several nodes brought back: results by company, and why others did not answer."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Coordinator:
+    """One task's coordinator: one method per protocol phase, the ledger as the source of truth."""
+
+    grid: Grid
+    session: CompanySession
+    config: RunConfig
+    plan: TaskPlan
+    nodes: dict[int, str] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    failovers: list[dict[str, Any]] = field(default_factory=list)
+
+    # --- messaging -------------------------------------------------------------------------------
+    def ask(self, companies: dict[int, str], message_type: MessageType, content: dict[int, dict[str, Any]], *,
+            enough: int | None = None, timeout: float | None = None) -> Replies:
+        """Send one message per node (``content`` by node id); gather each company's result.
+
+        Stops waiting once ``enough`` companies answered, or once every node still owing an answer
+        has left the federation. Every company that did not answer is named with the reason.
+        """
+        timeout = self.config.round_timeout if timeout is None else timeout
+        messages = [Message(RecordDict({"config": ConfigRecord(content[node])}), dst_node_id=node,
+                            message_type=str(message_type)) for node in companies]
+        owed = dict(zip(self.grid.push_messages(messages), companies))
+        replies = Replies()
+        deadline = time.monotonic() + timeout
+        while owed and time.monotonic() < deadline:
+            for reply in self.grid.pull_messages(list(owed)):
+                node = owed.pop(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
+                company = companies.get(node, str(node))
+                if reply.has_error():
+                    replies.problems[company] = f"its node failed: {reply.error.reason}"
+                else:
+                    replies.results[company] = dict(reply.content["result"])
+            if enough is not None and len(replies.results) >= enough:
+                break
+            online = set(self.grid.get_node_ids())
+            for message_id, node in list(owed.items()):
+                if node not in online:
+                    replies.problems[companies[node]] = "its node left the federation without answering"
+                    del owed[message_id]
+            time.sleep(0.1)
+        for node in owed.values():
+            replies.problems.setdefault(companies[node], f"no answer within {timeout:.0f} s")
+        for company, problem in sorted(replies.problems.items()):
+            _say(f"{message_type}: {company}: {problem}")
+        return replies
+
+    def _of(self, names: tuple[str, ...] | list[str]) -> dict[int, str]:
+        return {n: c for n, c in self.nodes.items() if c in names}
+
+    # --- phase 0: who is who ---------------------------------------------------------------------
+    def connect_nodes(self) -> None:
+        """Map Flower nodes to companies: each proves it holds the node key its company put on the ledger."""
+        wanted = set(self.plan.participants) | set(self.plan.committee)
+        deadline = time.monotonic() + min(self.config.round_timeout, 60)
+        refused: dict[int, str] = {}
+        while time.monotonic() < deadline and not wanted <= set(self.nodes.values()):
+            fresh = {n: str(n) for n in self.grid.get_node_ids() if n not in self.nodes and n not in refused}
+            if fresh:
+                challenges = {n: secrets.token_bytes(32) for n in fresh}
+                replies = self.ask(fresh, MessageType.HELLO, {n: {"challenge": c} for n, c in challenges.items()},
+                                   timeout=30)
+                for node, label in fresh.items():
+                    answer = replies.results.get(label)
+                    if answer is None:
+                        continue
+                    verdict = check_hello(self.session.ledger, self.plan, set(self.nodes.values()),
+                                          str(answer["company"]), challenges[node], bytes(answer["signature"]))
+                    if verdict:
+                        refused[node] = verdict
+                        _say(f"node {node} refused: {verdict}")
+                    else:
+                        self.nodes[node] = str(answer["company"])
+            time.sleep(0.5)
+        _say(f"task {self.plan.task_id}: nodes {sorted(self.nodes.values())}")
+        present = set(self.nodes.values()) & set(self.plan.participants)
+        if len(present) < self.plan.task["min_participants"]:
+            raise RoundError(f"only {sorted(present)} proved who they are; task {self.plan.task_id} needs "
+                             f"{self.plan.task['min_participants']} participants")
+
+    # --- one round -------------------------------------------------------------------------------
+    def train_round(self, n: int, global_model: bytes, model_sha: str) -> tuple[bytes, str, dict[str, Any]]:
+        """Run round ``n`` from ``global_model``; return the new model, its hash and the round's metrics."""
+        plan, ledger, store, cfg = self.plan, self.session.ledger, self.session.store, self.config
+        times: dict[str, float] = {}
+        started = time.perf_counter()
+        tx_open = open_round(plan, ledger, n)
+        times["ledger_open"] = time.perf_counter() - started
+
+        common = {"task-id": plan.task_id, "round": n}
+        participants = self._of(plan.participants)
+        train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
+                 "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha,
+                 "label-epsilon": cfg.label_epsilon, "dp-sgd-noise": cfg.dp_sgd_noise, "dp-sgd-clip": cfg.dp_sgd_clip}
+        t = time.perf_counter()
+        trained = self.ask(participants, MessageType.TRAIN, {node: train for node in participants})
+        times["train_and_encrypt_wall"] = time.perf_counter() - t
+        listed = {u["company"]: u["artifact_sha256"] for u in ledger.list_updates(plan.task_id, n)}
+        updates = keep_checked(store, listed, {c: bytes(r["update"]) for c, r in trained.results.items()},
+                               what="update")
+        companies, ciphertexts = list(updates), list(updates.values())
+
+        if not updates:
+            return self._fail(n, f"no participant's update arrived: {trained.problems}")
+        leader = ledger.get_round(plan.task_id, n)["leader"]
+        leader_node = self._of([leader])
+        if not leader_node:
+            return self._fail(n, f"the round's leader {leader} has no connected node")
+        t = time.perf_counter()
+        led = self.ask(leader_node, MessageType.AGGREGATE,
+                       {node: {**common, "companies": companies, "updates": ciphertexts} for node in leader_node})
+        times["aggregate"] = time.perf_counter() - t
+        if leader not in led.results:
+            return self._fail(n, f"the leader {leader} did not aggregate: {led.problems.get(leader, 'no result')}")
+        aggregate = bytes(led.results[leader]["aggregate"])
+        record = ledger.get_round(plan.task_id, n)
+        keep_checked(store, {"aggregate": record.get("aggregate", {}).get("sha256", "")}, {"aggregate": aggregate},
+                     what="aggregate")
+
+        committee = self._of(plan.committee)
+        t = time.perf_counter()
+        check = {**common, "companies": companies, "updates": ciphertexts, "aggregate": aggregate,
+                 "verdict-timeout": cfg.round_timeout}
+        verified = self.ask(committee, MessageType.VERIFY, {node: check for node in committee})
+        times["verify_and_decrypt"] = time.perf_counter() - t
+        record = ledger.get_round(plan.task_id, n)
+        if record["status"] != RoundStatus.VERIFIED:
+            reasons = {c: r.get("reason", "") for c, r in verified.results.items()} | verified.problems
+            return self._fail(n, f"the committee did not verify the aggregate: {reasons}")
+        refusals = {c: str(r["partial-error"]) for c, r in verified.results.items() if r.get("partial-error")}
+        if plan.custody is Custody.ESCROW:
+            decryption: dict[str, Any] = self._escrow_opening(n, verified, aggregate, times)
+        else:
+            partials = {c: bytes(r["partial"]) for c, r in verified.results.items() if r.get("partial")}
+            decryption = {"members": list(partials) or [""], "partials": list(partials.values()) or [b""]}
+        t = time.perf_counter()
+        finish = {**common, "model": global_model, "aggregate": aggregate, **decryption}
+        closed = self.ask(leader_node, MessageType.FINISH, {node: finish for node in leader_node})
+        times["combine_and_close"] = time.perf_counter() - t
+        if leader not in closed.results:
+            return self._fail(n, f"the leader {leader} did not close the round: "
+                                 f"{closed.problems.get(leader, 'no result')}")
+        model = bytes(closed.results[leader]["model"])
+        model_sha = ledger.get_round(plan.task_id, n).get("model_sha256", "")
+        keep_checked(store, {"model": model_sha}, {"model": model}, what="model")
+        entry = {"round": n, "included": list(record["aggregate"]["included"]),
+                 "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
+                 "aggregate_sha256": record["aggregate"]["sha256"], "leader": leader,
+                 "votes": {c: bool(r["valid"]) for c, r in verified.results.items()},
+                 "decrypted_by": list(closed.results[leader]["used"]),
+                 "unanswered": {**trained.problems, **verified.problems}, "partials_refused": refusals,
+                 "failovers": [f for f in self.failovers if f["round"] == n],
+                 "seconds": times,
+                 "client_seconds": {c: {"train": float(r["train-seconds"]),
+                                        "encrypt_and_ledger": float(r["encrypt-and-ledger-seconds"])}
+                                    for c, r in trained.results.items()},
+                 "tx_ids": {"open": tx_open, "aggregate": str(led.results[leader]["tx-id"]),
+                            "close": str(closed.results[leader]["tx-id"]),
+                            **{f"update:{c}": str(r["tx-id"]) for c, r in trained.results.items()}}}
+        return model, model_sha, entry
+
+    def _escrow_opening(self, n: int, verified: Replies, aggregate: bytes, times: dict[str, float]) -> dict[str, Any]:
+        """The escrow master's opening of round ``n``'s aggregate; after a failover if the master gave none.
+
+        A master that did not answer (or answered without a decryption) is replaced on the ledger
+        by the publisher; the other members re-seal their escrow shares to the new master, which
+        rebuilds the key and decrypts. Everything that happened goes into the round's metrics.
+        """
+        ledger, common = self.session.ledger, {"task-id": self.plan.task_id, "round": n}
+        master = current_master(ledger, self.plan.task_id)
+        opening = verified.results.get(master, {}).get("opening")
+        if opening:
+            return {"master": master, "opening": bytes(opening)}
+        t = time.perf_counter()
+        why = verified.problems.get(master) or str(verified.results.get(master, {}).get("partial-error", "")) \
+            or "gave no decryption"
+        ledger.failover_master(self.plan.task_id, reason=f"round {n}: master {master}: {why}"[:500])
+        successor = current_master(ledger, self.plan.task_id)
+        _say(f"round {n}: master {master} failed ({why}); the ledger names {successor} master")
+        members = self._of([c for c in self.plan.committee if c not in (master, successor)])
+        released = self.ask(members, MessageType.RELEASE, {node: common for node in members})
+        new_master = self._of([successor])
+        decrypted = self.ask(new_master, MessageType.DECRYPT, {node: {**common, "aggregate": aggregate}
+                                                               for node in new_master})
+        times["failover"] = time.perf_counter() - t
+        self.failovers.append({"round": n, "from": master, "to": successor, "reason": why,
+                               "released_by": sorted(released.results)})
+        if successor not in decrypted.results:
+            self._fail(n, f"the new master {successor} did not decrypt: "
+                          f"{decrypted.problems.get(successor, 'no result')}")
+        return {"master": successor, "opening": bytes(decrypted.results[successor]["opening"])}
+
+    def _fail(self, n: int, reason: str) -> NoReturn:
+        status = self.session.ledger.get_round(self.plan.task_id, n)["status"]
+        if status in (RoundStatus.OPEN, RoundStatus.COLLECTING, RoundStatus.AGGREGATED):
+            self.session.ledger.fail_round(self.plan.task_id, n, reason=reason[:500])
+        raise RoundError(f"round {n}: {reason}")
+
+    # --- the whole task --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Train the task to its last round (or its privacy budget), recording every step on the ledger."""
+        plan, store = self.plan, self.session.store
+        self.connect_nodes()
+        dataset = tasks.load_dataset(plan.description.model, seed=self.config.seed)
+        model_sha = plan.task["model"]["initial_weights_sha256"]
+        model = store.get(model_sha)
+        evaluator = tasks.build_model(plan.description.model)
+        self._evaluate(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0})
+        budget = float(plan.task["dp"]["epsilon_budget"])
+        for n in range(1, plan.task["rounds"] + 1):
+            epsilon = plan.epsilon_after(n)
+            if epsilon > budget:
+                _say(f"stopping before round {n}: epsilon would reach {epsilon:.3f} > budget {budget}")
+                self.metrics.append({"stopped": f"round {n} would spend epsilon {epsilon:.3f} > budget {budget}"})
+                self.save()
+                break
+            model, model_sha, entry = self.train_round(n, model, model_sha)
+            self._evaluate(evaluator, dataset, n, model, model_sha, {"epsilon": epsilon, **entry})
+
+    def _evaluate(self, evaluator: Any, dataset: Any, n: int, model: bytes, model_sha: str,
+                  extra: dict[str, Any]) -> None:
+        tasks.set_flat(evaluator, model_from_bytes(model))
+        loss, accuracy = tasks.evaluate(evaluator, dataset.x_test, dataset.y_test)
+        self.metrics.append({**extra, "round": n, "accuracy": accuracy, "loss": loss, "model_sha256": model_sha})
+        missing = extra.get("missing") or []
+        _say(f"round {n}: accuracy {accuracy:.4f} loss {loss:.4f} epsilon {extra['epsilon']:.3f}"
+             + (f" updates {len(extra.get('included', []))}" if n else "")
+             + (f" missing {','.join(missing)}" if missing else ""))
+        self.save()
+
+    def save(self) -> None:
+        if self.config.metrics_json:
+            Path(self.config.metrics_json).write_text(json.dumps({"task_id": self.plan.task_id,
+                                                                  "rounds": self.metrics}, indent=2, sort_keys=True))
 
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    cfg = dict(context.run_config)
-    with CompanySession.open(str(cfg["home"]), str(cfg["coordinator"]),
-                             store=str(cfg["store"]) if cfg.get("store") else None) as session:
-        run(grid, session, cfg)
-
-
-def _hello_map(grid: Grid, timeout: float) -> dict[int, str]:
-    """Ask each connected node which company it is."""
-    node_ids = list(grid.get_node_ids())
-    messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n, message_type="query.hello")
-                for n in node_ids]
-    found: dict[int, str] = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        if not reply.has_error():
-            found[reply.metadata.src_node_id] = str(reply.content["result"]["company"])
-    return found
-
-
-def run(grid: Grid, session: CompanySession, cfg: dict[str, Any]) -> None:
-    """Train the task to its last round (or its privacy budget), recording every step on the ledger."""
-    ledger, store = session.ledger, session.store
-    plan = TaskPlan.load(ledger, store, str(cfg["task-id"]))
-    wanted = set(plan.participants) | set(plan.committee)
-    timeout = float(cfg.get("round-timeout", 300))
-    # SuperNodes register within seconds of starting; a company absent after a minute is absent.
-    deadline = time.monotonic() + min(timeout, 60)
-    nodes: dict[int, str] = {}
-    while time.monotonic() < deadline and not wanted <= set(nodes.values()):
-        nodes = _hello_map(grid, timeout=30)
-        time.sleep(0.5)
-    _say(f"task {plan.task_id}: nodes {sorted(nodes.values())}")
-    if len(set(nodes.values()) & set(plan.participants)) < plan.task["min_participants"]:
-        raise RoundError(f"only {sorted(nodes.values())} connected; task {plan.task_id} needs "
-                         f"{plan.task['min_participants']} participants")
-    dataset = tasks.load_dataset(plan.description.model, seed=int(cfg.get("seed", 0)))
-    model_sha = plan.task["model"]["initial_weights_sha256"]
-    global_model = model_from_bytes(store.get(model_sha))
-    evaluator = tasks.build_model(plan.description.model)
-    tasks.set_flat(evaluator, global_model)
-    loss, accuracy = tasks.evaluate(evaluator, dataset.x_test, dataset.y_test)
-    metrics: list[dict[str, Any]] = [{"round": 0, "accuracy": accuracy, "loss": loss, "epsilon": 0.0,
-                                      "model_sha256": model_sha}]
-    _say(f"round 0: accuracy {accuracy:.4f}")
-    metrics_json = Path(str(cfg["metrics-json"])) if cfg.get("metrics-json") else None
-
-    def save() -> None:
-        if metrics_json is not None:
-            metrics_json.write_text(json.dumps({"task_id": plan.task_id, "rounds": metrics}, indent=2, sort_keys=True))
-
-    save()
-    try:
-        _rounds(grid, plan, ledger, store, cfg, nodes, metrics, save, dataset, evaluator, global_model, model_sha,
-                timeout)
-    except Exception as err:
-        # The run's outcome is read from the metrics file: a failure must be in it, with its cause.
-        metrics.append({"error": f"{type(err).__name__}: {err}"})
-        save()
-        raise
-
-
-def _rounds(grid: Grid, plan: TaskPlan, ledger: Any, store: Any, cfg: dict[str, Any], nodes: dict[int, str],
-            metrics: list[dict[str, Any]], save: Any, dataset: Any, evaluator: Any, global_model: Any,
-            model_sha: str, timeout: float) -> None:
-    budget = float(plan.task["dp"]["epsilon_budget"])
-    participants = {n: c for n, c in nodes.items() if c in plan.participants}
-    committee = {n: c for n, c in nodes.items() if c in plan.committee}
-    for n in range(1, plan.task["rounds"] + 1):
-        epsilon = plan.epsilon_after(n)
-        if epsilon > budget:
-            _say(f"stopping before round {n}: epsilon would reach {epsilon:.3f} > budget {budget}")
-            metrics.append({"stopped": f"round {n} would spend epsilon {epsilon:.3f} > budget {budget}"})
-            save()
-            break
-        times: dict[str, float] = {}
-        t = time.perf_counter()
-        tx_open = open_round(plan, ledger, n)
-        common = {"task-id": plan.task_id, "round": n}
-        train_config = {**common, "model-sha256": model_sha, "seed": int(cfg.get("seed", 0)),
-                        "local-epochs": int(cfg.get("local-epochs", 1)), "batch-size": int(cfg.get("batch-size", 32)),
-                        "lr": float(cfg.get("lr", 0.05)), "partitioner": str(cfg.get("partitioner", "iid")),
-                        "alpha": float(cfg.get("alpha", 0.5)), "label-epsilon": float(cfg.get("label-epsilon", 0.0)),
-                        "dp-sgd-noise": float(cfg.get("dp-sgd-noise", 0.0)),
-                        "dp-sgd-clip": float(cfg.get("dp-sgd-clip", 1.0))}
-        times["ledger_open"] = time.perf_counter() - t
-        t = time.perf_counter()
-        trained = _ask(grid, participants, "train", train_config, timeout)
-        times["train_and_encrypt_wall"] = time.perf_counter() - t
-        t = time.perf_counter()
-        receipt = lead(plan, ledger, store, round_number=n)
-        times["aggregate"] = time.perf_counter() - t
-        missing = sorted(set(plan.participants) - set(receipt.included))
-        t = time.perf_counter()
-        # Every member is asked to vote and waited for: a missed vote costs the member stake.
-        votes = _ask(grid, committee, "query.verify", common, timeout)
-        times["verify"] = time.perf_counter() - t
-        record = ledger.get_round(plan.task_id, n)
-        if record["status"] != "verified":
-            reason = f"the committee did not verify the aggregate: {votes}"
-            ledger.fail_round(plan.task_id, n, reason=reason[:500])
-            raise RoundError(f"round {n}: {reason}")
-        t = time.perf_counter()
-        shares = _ask(grid, committee, "query.decrypt", {**common, "aggregate-sha256": receipt.aggregate_sha256},
-                      timeout, enough=plan.key.threshold)
-        partials = [bytes(r["partial"]) for r in shares.values()]
-        result = finish(plan, ledger, store, round_number=n, global_model=global_model, partials=partials)
-        times["decrypt_and_close"] = time.perf_counter() - t
-        global_model, model_sha = result.model, result.model_sha256
-        tasks.set_flat(evaluator, global_model)
-        loss, accuracy = tasks.evaluate(evaluator, dataset.x_test, dataset.y_test)
-        entry = {"round": n, "accuracy": accuracy, "loss": loss, "epsilon": epsilon, "model_sha256": model_sha,
-                 "included": list(receipt.included), "missing": missing, "aggregate_sha256": receipt.aggregate_sha256,
-                 "votes": {c: bool(v["valid"]) for c, v in votes.items()},
-                 "decrypted_by": sorted(shares), "seconds": times,
-                 "client_seconds": {c: {"train": float(r["train-seconds"]),
-                                        "encrypt_and_ledger": float(r["encrypt-and-ledger-seconds"])}
-                                    for c, r in trained.items()},
-                 "tx_ids": {"open": tx_open, "aggregate": receipt.tx_id, "close": result.tx_id,
-                            **{f"update:{c}": str(r["tx-id"]) for c, r in trained.items()}}}
-        metrics.append(entry)
-        _say(f"round {n}: accuracy {accuracy:.4f} loss {loss:.4f} epsilon {epsilon:.3f} "
-             f"updates {len(receipt.included)}{' missing ' + ','.join(missing) if missing else ''}")
-        save()
+    _log_to_stderr()
+    config = RunConfig.from_flower(dict(context.run_config))
+    with CompanySession.open(config.home) as session:
+        plan = TaskPlan.load(session.ledger, config.task_id)
+        coordinator = Coordinator(grid, session, config, plan)
+        try:
+            coordinator.run()
+        except Exception as err:
+            # `flwr run` exits 0 even when the ServerApp raised: the outcome is read from the metrics.
+            coordinator.metrics.append({"error": f"{type(err).__name__}: {err}"})
+            coordinator.save()
+            raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from fedledger.network.config import Organization
 from fedledger.network.native import NativeNetwork
 from fedledger.network.pki import ROLE_ATTRIBUTE, ca_client, load_registrar
 
-ROLES = ("committee", "participant", "publisher")
+ROLES = ("committee", "dealer", "participant", "publisher")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -66,22 +67,27 @@ class Consortium:
     def ca_client(self, org: Organization) -> CAClient:
         return ca_client(self.net.config, self.net.layout, org)
 
-    def enroll(self, name: str, *, org: str, roles: str) -> Enrollment:
-        """Register ``name`` at ``org``'s CA with ``roles``, enroll it and keep it in the wallet."""
+    def register(self, name: str, *, org: str, roles: str) -> str:
+        """As ``org``'s CA admin, register ``name`` with ``roles``; return its one-time enrollment secret.
+
+        The party enrolls with the secret itself, from its own home (``fedledger node init``), so
+        its private key is generated there and never passes through the operator.
+        """
         check_name(name)
         organization = self.net.config.company(org)
-        role_list = parse_roles(roles)
-        if (self.wallet.root / name).exists():
+        secret = secrets.token_urlsafe(18)
+        self.ca_client(organization).register(self._registrar(organization), name, secret=secret,
+                                              identity_type="client",
+                                              attributes={ROLE_ATTRIBUTE: parse_roles(roles)}, max_enrollments=1)
+        return secret
+
+    def enroll(self, name: str, *, org: str, roles: str) -> Enrollment:
+        """Register ``name`` at ``org``'s CA with ``roles``, enroll it and keep it in the operator's wallet."""
+        if (self.wallet.root / check_name(name)).exists():
             raise WalletError(f"company {name} is already enrolled (wallet {self.wallet.root}); "
                               "revoke it first or choose another name")
-        client = self.ca_client(organization)
-        registrar = self._registrar(organization)
-        import secrets
-
-        secret = secrets.token_urlsafe(18)
-        client.register(registrar, name, secret=secret, identity_type="client",
-                        attributes={ROLE_ATTRIBUTE: role_list}, max_enrollments=1)
-        enrollment = client.enroll(name, secret, attributes=(ROLE_ATTRIBUTE,))
+        secret = self.register(name, org=org, roles=roles)
+        enrollment = self.ca_client(self.net.config.company(org)).enroll(name, secret, attributes=(ROLE_ATTRIBUTE,))
         self.wallet.put(name, enrollment)
         return enrollment
 

@@ -1,20 +1,29 @@
-"""``fedledger train``: publish a task and train it across the companies, every round on the ledger.
+"""``fedledger train``: the whole consortium's part in one task, on one machine, party by party.
 
-It checks the consortium is up, enrolls the coordinator and the companies it is missing (each at
-its own org's CA, each recorded on the ledger by itself), publishes the task (genesis, threshold
-key, initial model), has every committee member store its key share in its own org's private
-data, then runs the FedLedger Flower app on Flower's deployment engine: a SuperLink and one
-SuperNode process per company.
+It does what each party would do on its own machine, each from its own home under
+``<network home>/parties/<name>`` and each step as that party's own process:
+
+1. the org admins register every party at its org's CA (one-time secrets), and each party runs
+   ``fedledger node init`` from its own home: enrolls (its key is generated there), records itself
+   on the ledger and, for a company, the public halves of its sealing and node keys;
+2. the coordinator publishes the task (``fedledger task create``): genesis and initial model;
+3. the dealer, a party with no other role in the task, deals the threshold key
+   (``fedledger node deal``): each share sealed to its member, nothing kept;
+4. Flower's deployment engine runs the rounds: the coordinator's SuperLink and ServerApp, and one
+   SuperNode per company whose ClientApp works from that company's home only.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +32,38 @@ import numpy as np
 from fedledger.errors import FedLedgerError, NetworkStateError, PrivacyError
 from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.deployment import REPO, FlowerDeployment
-from fedledger.fl.publish import TaskSpec, publish_task, store_own_share
-from fedledger.fl.rounds import model_from_bytes
+from fedledger.fl.config import Partitioner, RunConfig
+from fedledger.fl.custody import Custody
+from fedledger.fl.party import PartyHome, PartyKind
+from fedledger.fl.rounds import NoiseMode, model_from_bytes
 from fedledger.network import NativeNetwork
-from fedledger.privacy import RdpAccountant
 from fedledger.network.companies import Consortium
+from fedledger.node.deployment import REPO, FlowerDeployment
+from fedledger.privacy import RdpAccountant
 
 Progress = Callable[[str], None]
 
+ROLES = {PartyKind.COMPANY: "committee,participant", PartyKind.COORDINATOR: "publisher",
+         PartyKind.DEALER: "dealer"}
+
+
+class PartyProcessError(FedLedgerError):
+    """A party's own command (node init, task create, node deal) failed; carries its words."""
+
 
 @dataclass(frozen=True)
-class Company:
+class Party:
     name: str
     org: str
 
 
-@dataclass
-class TrainingConfig:
-    """A training run: who takes part, the model, privacy and key parameters, and local training."""
+@dataclass(frozen=True)
+class DemoConfig:
+    """A training run on one machine: who takes part, the task's parameters, and the run's."""
 
-    companies: tuple[Company, ...]
-    coordinator: Company
+    companies: tuple[Party, ...]
+    coordinator: Party
+    dealer: Party
     model: str = "breast-cancer-logreg"
     rounds: int = 3
     task_id: str = ""
@@ -55,17 +74,18 @@ class TrainingConfig:
     delta: float = 1e-5
     clip_norm: float = 4.0
     noise_multiplier: float = 1.0
-    noise_mode: str = "distributed"
+    noise_mode: NoiseMode = NoiseMode.DISTRIBUTED
     key_bits: int = 2048
-    local_epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.05
-    seed: int = 0
-    partitioner: str = "iid"
-    alpha: float = 0.5
-    round_timeout: float = 600
+    custody: Custody = Custody.THRESHOLD
+    run: RunConfig = field(default_factory=RunConfig)
     flower_port: int = 0
-    extra_run_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.companies]
+        if len(set(names)) != len(names) or {self.coordinator.name, self.dealer.name} & set(names) or \
+                self.coordinator.name == self.dealer.name:
+            raise FedLedgerError("company names must be distinct, and the coordinator and the dealer are two "
+                                 "further parties, neither of them a company")
 
 
 @dataclass
@@ -75,59 +95,52 @@ class TrainingResult:
     model_path: Path
     model_sha256: str
     seconds: float
+    homes: dict[str, Path]
 
 
-def ensure_company(consortium: Consortium, company: Company, roles: str, progress: Progress) -> None:
-    try:
-        consortium.wallet.get(company.name)
-    except FedLedgerError:
-        progress(f"enrolling {company.name} at {company.org}'s CA with roles {roles}")
-        consortium.enroll(company.name, org=company.org, roles=roles)
-    with CompanySession.open(consortium.net.layout.home, company.name) as session:
-        try:
-            session.ledger.get_company(company.name)
-        except FedLedgerError as err:
-            if "is not registered" not in str(err):
-                raise
-            progress(f"recording {company.name} on the ledger")
-            session.ledger.register_company(company.name, roles=roles.split(","),
-                                            cert_fingerprint=session.enrollment.identity.fingerprint)
+def party_root(network_home: Path, name: str) -> Path:
+    """Where the one-machine demo keeps party ``name``'s own home."""
+    return network_home / "parties" / name
 
 
-def publish(home: Path, spec: TaskSpec, *, publisher: str, initial_model: Any, progress: Progress) -> None:
-    """Publish ``spec`` as ``publisher`` and have every committee member store its own key share.
-
-    The members must be in this network's wallet (in a real consortium each member runs this
-    last step itself, from the share the dealer handed it).
-    """
-    progress(f"publishing task {spec.task_id}: dealing a {spec.threshold}-of-{len(spec.committee)} threshold "
-             f"Paillier key ({spec.key_bits} bits)")
-    with CompanySession.open(home, publisher) as session:
-        published = publish_task(spec, session.ledger, session.store, initial_model=initial_model)
-    for member in spec.committee:
-        with CompanySession.open(home, member) as session:
-            store_own_share(session.ledger, spec.task_id, published.share_bytes(member),
-                            own_msp=session.enrollment.identity.msp_id, other_msps=session.org_msp_ids)
-    progress("each committee member stored its key share in its own org's private data; the dealer kept none")
+def fedledger_command(*args: str, stdin: str = "", what: str) -> str:
+    """Run ``fedledger ARGS`` as a separate process (a party acting on its own); return its stdout."""
+    done = subprocess.run([sys.executable, "-m", "fedledger.cli.app", *args], input=stdin, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "clients")})
+    if done.returncode != 0:
+        raise PartyProcessError(f"{what} failed: {done.stderr.strip()[-600:]}")
+    return done.stdout
 
 
-def train(home: Path, config: TrainingConfig, *, progress: Progress) -> TrainingResult:
+def ensure_party(consortium: Consortium, network_home: Path, party: Party, kind: PartyKind,
+                 progress: Progress) -> PartyHome:
+    """The party's home, created and enrolled by the party's own ``fedledger node init`` if missing."""
+    home = PartyHome(party_root(network_home, party.name))
+    if (home.root / "wallet" / party.name).exists():
+        return home
+    progress(f"{party.name}: registered at {party.org}'s CA; enrolling from its own home {home.root}")
+    secret = consortium.register(party.name, org=party.org, roles=ROLES[kind])
+    fedledger_command("node", "init", "--home", str(home.root), "--name", party.name, "--org", party.org,
+                      "--kind", str(kind), "--network-home", str(network_home), "--secret-stdin",
+                      stdin=secret + "\n", what=f"{party.name}'s node init")
+    return home
+
+
+def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> TrainingResult:
     """Publish a task and run it to its last round; return the per-round metrics and the model."""
     began = time.monotonic()
-    net = NativeNetwork.open(home)
+    net = NativeNetwork.open(network_home)
     down = [n.name for n in net.status() if not (n.running and n.answers)]
     if down:
-        raise NetworkStateError(f"the network in {home} is not fully up ({', '.join(down)}); run `fedledger network up`")
+        raise NetworkStateError(f"the network in {network_home} is not fully up ({', '.join(down)}); "
+                                "run `fedledger network up`")
     consortium = Consortium(net)
-    names = [c.name for c in config.companies]
-    if len(set(names)) != len(names) or config.coordinator.name in names:
-        raise FedLedgerError("company names must be distinct, and the coordinator is not one of the companies")
-    ensure_company(consortium, config.coordinator, "participant,publisher", progress)
-    for company in config.companies:
-        ensure_company(consortium, company, "committee,participant", progress)
+    coordinator = ensure_party(consortium, network_home, config.coordinator, PartyKind.COORDINATOR, progress)
+    dealer = ensure_party(consortium, network_home, config.dealer, PartyKind.DEALER, progress)
+    homes = {p.name: ensure_party(consortium, network_home, p, PartyKind.COMPANY, progress) for p in config.companies}
 
     if config.noise_multiplier <= 0:
-        config.noise_multiplier = calibrate_noise(config.epsilon_budget, config.delta, config.rounds)
+        config = replace(config, noise_multiplier=calibrate_noise(config.epsilon_budget, config.delta, config.rounds))
         progress(f"noise multiplier {config.noise_multiplier}: the smallest that fits {config.rounds} rounds "
                  f"in epsilon {config.epsilon_budget} (delta {config.delta})")
     affordable = RdpAccountant(noise_multiplier=config.noise_multiplier).max_steps(
@@ -137,33 +150,47 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
                            f"epsilon {config.epsilon_budget}; raise --noise-multiplier or --epsilon, or train "
                            f"fewer --rounds")
     task_id = config.task_id or f"task-{secrets.token_hex(4)}"
-    dataset = tasks.load_dataset(config.model, seed=config.seed)
-    sizes = [len(part) for part in _partition_sizes(dataset.y_train, len(names), config)]
-    initial = tasks.get_flat(tasks.build_model(config.model, seed=config.seed))
-    spec = TaskSpec(task_id=task_id, model=config.model, dataset="bundled", rounds=config.rounds,
-                    participants=tuple(names), committee=tuple(names), aggregator=config.coordinator.name,
-                    threshold=config.threshold, quorum=config.quorum, min_participants=config.min_participants,
-                    max_weight=max(sizes), epsilon_budget=config.epsilon_budget, delta=config.delta,
-                    clip_norm=config.clip_norm, noise_multiplier=config.noise_multiplier,
-                    noise_mode=config.noise_mode, key_bits=config.key_bits)
-    publish(home, spec, publisher=config.coordinator.name, initial_model=initial, progress=progress)
+    names = [p.name for p in config.companies]
+    dataset = tasks.load_dataset(config.model, seed=config.run.seed)
+    sizes = [len(part) for part in _partition_sizes(dataset.y_train, len(names), config.run)]
+    task_file = coordinator.root / "tasks" / f"{task_id}.json"
+    task_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    task_file.write_text(json.dumps({
+        "task-id": task_id, "model": config.model, "rounds": config.rounds, "participants": names,
+        "committee": names, "aggregator": names[0], "dealer": config.dealer.name, "threshold": config.threshold,
+        "quorum": config.quorum, "min-participants": config.min_participants, "max-weight": max(sizes),
+        "epsilon-budget": config.epsilon_budget, "delta": config.delta, "clip-norm": config.clip_norm,
+        "noise-multiplier": config.noise_multiplier, "noise-mode": str(config.noise_mode),
+        "key-bits": config.key_bits, "key-custody": str(config.custody),
+        # Under escrow the master is a committee member other than the leader, so one failure
+        # does not take both roles.
+        **({"master": names[1 % len(names)]} if config.custody is Custody.ESCROW else {})}, indent=2))
+    progress(f"{config.coordinator.name} publishes task {task_id} (leader {names[0]}, dealer {config.dealer.name})")
+    fedledger_command("task", "create", str(task_file), "--party-home", str(coordinator.root), "--json",
+                      what=f"{config.coordinator.name}'s task create")
+    progress(f"{config.dealer.name} deals the task's {config.key_bits}-bit Paillier key under {config.custody} "
+             f"custody ({config.threshold} of {len(names)}), each secret sealed to its holder")
+    fedledger_command("node", "deal", task_id, "--party-home", str(dealer.root), what=f"{config.dealer.name}'s deal")
 
+    run_root = coordinator.root / "runs" / task_id
     flower_port = config.flower_port or net.config.base_port + 900
-    deployment = FlowerDeployment(home / "runs" / task_id, flower_port)
-    metrics_path = home / "runs" / task_id / "metrics.json"
+    deployment = FlowerDeployment(run_root, flower_port)
+    metrics_path = run_root / "metrics.json"
     try:
-        progress(f"starting Flower: a SuperLink and {len(names)} SuperNodes (one process per company)")
+        progress(f"starting Flower: {config.coordinator.name}'s SuperLink (TLS, SuperNode authentication) and "
+                 "one SuperNode per company")
         deployment.start_superlink()
+        # The allow list comes from the ledger: each company's node key, as it recorded it itself.
+        with CompanySession.open(coordinator) as session:
+            node_keys = {name: str(session.ledger.get_company(name).get("node_key", "")) for name in names}
         for index, name in enumerate(names):
-            deployment.start_supernode(name, index=index, node_config={
-                "home": str(home), "company": name, "partition-id": index, "num-partitions": len(names)})
-        run_config = {"home": str(home), "coordinator": config.coordinator.name, "task-id": task_id,
-                      "metrics-json": str(metrics_path), "local-epochs": config.local_epochs,
-                      "batch-size": config.batch_size, "lr": config.lr, "seed": config.seed,
-                      "partitioner": config.partitioner, "alpha": config.alpha,
-                      "round-timeout": config.round_timeout, **config.extra_run_config}
+            deployment.register_node(name, node_keys[name])
+            deployment.start_supernode(name, home=homes[name].root, node_key=homes[name].node_key_path, index=index,
+                                       node_config={"home": str(homes[name].root), "partition-id": index,
+                                                    "num-partitions": len(names)})
+        run = replace(config.run, home=str(coordinator.root), task_id=task_id, metrics_json=str(metrics_path))
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
-        deployment.run(REPO, run_config, timeout=config.round_timeout * (config.rounds + 1), progress=progress)
+        deployment.run(REPO, run.to_flower(), timeout=run.round_timeout * (config.rounds + 1), progress=progress)
     finally:
         deployment.stop()
     if not metrics_path.exists():
@@ -174,11 +201,12 @@ def train(home: Path, config: TrainingConfig, *, progress: Progress) -> Training
         raise FedLedgerError(f"task {task_id} failed: {failed[0]} (logs: {deployment.root / 'logs'})")
     metrics["rounds"] = [r for r in metrics["rounds"] if "round" in r]
     final = metrics["rounds"][-1]
-    with CompanySession.open(home, config.coordinator.name) as coordinator:
-        model = model_from_bytes(coordinator.store.get(final["model_sha256"]))
-    model_path = home / "runs" / task_id / "model.f32"
+    model = model_from_bytes(coordinator.store.get(final["model_sha256"]))
+    model_path = run_root / "model.f32"
     model_path.write_bytes(np.asarray(model, dtype="<f4").tobytes())
-    return TrainingResult(task_id, metrics, model_path, final["model_sha256"], time.monotonic() - began)
+    all_homes = {config.coordinator.name: coordinator.root, config.dealer.name: dealer.root,
+                 **{n: h.root for n, h in homes.items()}}
+    return TrainingResult(task_id, metrics, model_path, final["model_sha256"], time.monotonic() - began, all_homes)
 
 
 def calibrate_noise(epsilon_budget: float, delta: float, rounds: int) -> float:
@@ -195,12 +223,12 @@ def calibrate_noise(epsilon_budget: float, delta: float, rounds: int) -> float:
     return math.ceil(high * 100) / 100
 
 
-def _partition_sizes(labels: Any, parts: int, config: TrainingConfig) -> Sequence[Any]:
+def _partition_sizes(labels: Any, parts: int, run: RunConfig) -> Sequence[Any]:
     from fedledger.fl.data import partition_dirichlet, partition_iid
 
-    if config.partitioner == "dirichlet":
-        return partition_dirichlet(labels, parts, alpha=config.alpha, seed=config.seed)
-    return partition_iid(len(labels), parts, seed=config.seed)
+    if run.partitioner is Partitioner.DIRICHLET:
+        return partition_dirichlet(labels, parts, alpha=run.alpha, seed=run.seed)
+    return partition_iid(len(labels), parts, seed=run.seed)
 
 
 def plot(metrics: dict[str, Any], path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Flower's deployment engine on this machine: one SuperLink and one SuperNode per company.
+"""Flower's deployment engine on this machine: the coordinator's SuperLink, one SuperNode per company.
 
-Each company's SuperNode is its own process (and runs its ClientApp in a process of its own),
-connected to a local SuperLink; ``flwr run`` submits the FedLedger app to it. Logs go to
-``<home>/flower/logs``; ``FLWR_HOME`` points the Flower CLI at a connection named ``fedledger``.
+The SuperLink runs from the coordinator's home (its TLS key, database and logs under
+``<run>/flower``); each company's SuperNode runs from that company's own home (its node key,
+its logs under ``<company home>/flower``) and runs its ClientApp in a process of its own.
+``flwr run`` submits the FedLedger app over TLS; ``FLWR_HOME`` points the Flower CLI at a
+connection named ``fedledger``.
 """
 
 from __future__ import annotations
@@ -49,9 +51,53 @@ def _pairs(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={_toml_value(v)}" for k, v in values.items())
 
 
+def _superlink_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for the SuperLink at 127.0.0.1 (the coordinator's own; key 0600)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from fedledger.fl.party import write_secret
+
+    ca_file, cert_file, key_file = directory / "ca.crt", directory / "server.crt", directory / "server.key"
+    if ca_file.exists() and cert_file.exists() and key_file.exists():
+        return ca_file, cert_file, key_file
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FedLedger coordinator SuperLink CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    server = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "superlink")]))
+              .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                          x509.DNSName("localhost")]), critical=False)
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    write_secret(key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    return ca_file, cert_file, key_file
+
+
 @dataclass
 class FlowerDeployment:
-    """A SuperLink and SuperNodes started for one training run, stopped together."""
+    """A SuperLink (the coordinator's) and SuperNodes (each company's) for one run, stopped together.
+
+    The SuperLink serves TLS with a certificate of the coordinator's own CA and admits only
+    SuperNodes whose public key it was told to (``register_node``: the keys the companies recorded
+    on the ledger); every Fleet request is signed with the node's key.
+    """
 
     home: Path
     base_port: int
@@ -62,15 +108,21 @@ class FlowerDeployment:
         return self.home / "flower"
 
     @property
+    def ca_file(self) -> Path:
+        return self.root / "tls" / "ca.crt"
+
+    @property
     def address(self) -> str:
-        """The SuperLink's one HTTP endpoint: its Fleet, Control and runtime APIs."""
+        """The SuperLink's one HTTPS endpoint: its Fleet, Control and runtime APIs."""
         return f"127.0.0.1:{self.base_port}"
 
-    def _env(self) -> dict[str, str]:
-        return {"FLWR_HOME": str(self.root), "PYTHONUNBUFFERED": "1"}
+    def _env(self, flwr_home: Path) -> dict[str, str]:
+        return {"FLWR_HOME": str(flwr_home), "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0",
+                "FLWR_DISABLE_UPDATE_CHECK": "1"}
 
-    def _start(self, name: str, argv: list[str]) -> None:
-        spec = ProcessSpec(tuple(argv), self._env(), str(self.root / "logs" / f"{name}.log"), str(self.root))
+    def _start(self, log: Path, argv: list[str], flwr_home: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        spec = ProcessSpec(tuple(argv), self._env(flwr_home), str(log), str(flwr_home))
         pid = start(spec)
         # Flower's commands are Python scripts: the process's argv[0] is the interpreter, which
         # /proc shows only once the kernel has finished the exec.
@@ -84,33 +136,58 @@ class FlowerDeployment:
 
     def start_superlink(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        busy = [p for p in (self.base_port,) if port_in_use(p)]
-        if busy:
-            raise DeploymentError(f"ports {busy} are in use; choose another --flower-port")
+        if port_in_use(self.base_port):
+            raise DeploymentError(f"port {self.base_port} is in use; choose another --flower-port")
+        ca, cert, key = _superlink_tls(self.root / "tls")
         (self.root / "config.toml").write_text(
-            f'[superlink]\ndefault = "fedledger"\n\n[superlink.fedledger]\naddress = "{self.address}"\ninsecure = true\n')
-        self._start("superlink", [_tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-                                  "--port", str(self.base_port), "--database", str(self.root / "superlink.db")])
-        self._wait_port(self.base_port, "the SuperLink")
+            f'[superlink]\ndefault = "fedledger"\n\n[superlink.fedledger]\naddress = "{self.address}"\n'
+            f'root-certificates = "{ca}"\n')
+        self._start(self.root / "logs" / "superlink.log",
+                    [_tool("flower-superlink"), "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert),
+                     "--ssl-keyfile", str(key), "--enable-supernode-auth", "--disable-runtime-dependency-installation",
+                     "--host", "127.0.0.1", "--port", str(self.base_port),
+                     "--database", str(self.root / "superlink.db")], self.root)
+        self._wait_port(self.base_port, "the SuperLink", self.root / "logs" / "superlink.log")
 
-    def start_supernode(self, company: str, *, index: int, node_config: dict[str, Any]) -> None:
+    def register_node(self, company: str, public_key: str) -> None:
+        """Admit the SuperNode holding ``public_key`` (OpenSSH, as its company recorded it on the ledger)."""
+        key_file = self.root / "nodes" / f"{company}.pub"
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(public_key.strip() + "\n")
+        done = subprocess.run([_tool("flwr"), "supernode", "register", str(key_file), "fedledger", "--name", company],
+                              env={**os.environ, **self._env(self.root)}, capture_output=True, text=True,
+                              cwd=self.root, timeout=60)
+        if done.returncode != 0:
+            raise DeploymentError(f"the SuperLink did not admit {company}'s node key: "
+                                  f"{(done.stdout + done.stderr).strip()[-400:]}")
+
+    def start_supernode(self, company: str, *, home: Path, node_key: Path, index: int,
+                        node_config: dict[str, Any]) -> None:
+        """Start ``company``'s SuperNode from its own home, signing with its node key, trusting the SuperLink's CA."""
         port = self.base_port + 10 + index
         if port_in_use(port):
             raise DeploymentError(f"port {port} for {company}'s SuperNode is in use; choose another flower port")
-        self._start(f"supernode-{company}", [_tool("flower-supernode"), "--insecure", "--superlink", self.address,
-                                             "--port", str(port), "--node-config", _pairs(node_config)])
-        self._wait_port(port, f"{company}'s SuperNode", log=f"supernode-{company}.log")
+        flower = home / "flower"
+        flower.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The SuperLink's CA certificate is public: the company keeps its own copy.
+        (flower / "superlink-ca.crt").write_bytes(self.ca_file.read_bytes())
+        log = flower / "logs" / "supernode.log"
+        self._start(log, [_tool("flower-supernode"), "--superlink", self.address,
+                          "--root-certificates", str(flower / "superlink-ca.crt"),
+                          "--auth-supernode-private-key", str(node_key), "--host", "127.0.0.1",
+                          "--port", str(port), "--node-config", _pairs(node_config)], flower)
+        self._wait_port(port, f"{company}'s SuperNode", log)
 
-    def _wait_port(self, port: int, what: str, timeout: float = 60, log: str = "superlink.log") -> None:
+    def _wait_port(self, port: int, what: str, log: Path, timeout: float = 60) -> None:
         from fedledger.network.processes import running
 
         deadline = time.monotonic() + timeout
         while not port_in_use(port):
             if not all(running(pid, exe) for pid, exe in self.processes):
                 raise DeploymentError(f"{what} exited before listening on port {port}: "
-                                      f"{log_tail(str(self.root / 'logs' / log))}")
+                                      f"{log_tail(str(log))}")
             if time.monotonic() > deadline:
-                raise DeploymentError(f"{what} did not listen on port {port}; see {self.root / 'logs'}")
+                raise DeploymentError(f"{what} did not listen on port {port}; see {log}")
             time.sleep(0.2)
 
     def run(self, app: Path, run_config: dict[str, Any], *, timeout: float,
@@ -122,7 +199,7 @@ class FlowerDeployment:
         """
         argv = [_tool("flwr"), "run", str(app), "fedledger", "--stream", "--run-config", _pairs(run_config)]
         lines: list[str] = []
-        process = subprocess.Popen(argv, env={**os.environ, **self._env()}, stdout=subprocess.PIPE,
+        process = subprocess.Popen(argv, env={**os.environ, **self._env(self.root)}, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, cwd=self.root)
         timer = threading.Timer(timeout, process.kill)
         timer.start()

@@ -22,7 +22,7 @@ def plan(key: Any, *, mode: str = "distributed", sigma: str = "1.5", max_weight:
     task = {"task_id": "t", "dp": {"clip_norm": "4", "noise_multiplier": sigma, "delta": "0.00001",
                                    "noise_mode": mode, "epsilon_budget": "8"},
             "participants": [f"c{i}" for i in range(10)], "committee": ["c0", "c1", "c2"]}
-    return TaskPlan(cast(TaskRecord, task), Description("mnist-cnn", "bundled", max_weight, "0" * 64), key)
+    return TaskPlan(cast(TaskRecord, task), Description("mnist-cnn", "bundled", max_weight, 512), key)
 
 
 def test_the_distributed_range_covers_eight_sigmas_of_one_share_at_a_quarter_weight(key: Any) -> None:

@@ -1,0 +1,89 @@
+"""The run's configuration: one frozen, typed object, read from Flower's run config in one place.
+
+``fedledger train`` writes every key of it into ``flwr run --run-config``; a user running
+``flwr run`` by hand may give any subset, and the rest take the defaults below (the same values
+as ``[tool.flwr.app.config]`` in pyproject.toml, which a unit test keeps in step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+from fedledger.errors import FedLedgerError
+
+
+class Partitioner(StrEnum):
+    """How the demo splits a bundled dataset among the companies."""
+
+    IID = "iid"
+    DIRICHLET = "dirichlet"
+
+
+class RunConfigError(FedLedgerError):
+    """A run-config value is missing, of the wrong type, or out of range."""
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _real(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    return float(value)
+
+
+_PARSERS: dict[str, Callable[[object], object]] = {"int": _whole, "float": _real, "str": str, "Partitioner": lambda v: Partitioner(str(v))}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What the coordinator needs to run a published task (keys in kebab-case on the command line)."""
+
+    home: str = ""
+    task_id: str = ""
+    metrics_json: str = ""
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+    seed: int = 0
+    partitioner: Partitioner = Partitioner.IID
+    alpha: float = 0.5
+    round_timeout: float = 300.0
+    label_epsilon: float = 0.0
+    dp_sgd_noise: float = 0.0
+    dp_sgd_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.round_timeout <= 0:
+            raise RunConfigError("local-epochs, batch-size, lr and round-timeout must be positive")
+        if self.alpha <= 0 or self.label_epsilon < 0 or self.dp_sgd_noise < 0 or self.dp_sgd_clip <= 0:
+            raise RunConfigError("alpha and dp-sgd-clip must be positive; label-epsilon and dp-sgd-noise not negative")
+
+    @classmethod
+    def from_flower(cls, values: Mapping[str, object]) -> RunConfig:
+        """Parse Flower's run config (kebab-case keys); unknown keys are refused by name."""
+        known = {f.name.replace("_", "-"): f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise RunConfigError(f"unknown run-config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        parsed: dict[str, object] = {}
+        for key, value in values.items():
+            field = known[key]
+            try:
+                parsed[field.name] = _PARSERS[str(field.type)](value)
+            except (TypeError, ValueError) as err:
+                raise RunConfigError(f"run-config {key} = {value!r} is invalid: {err}") from None
+        return cls(**parsed)  # type: ignore[arg-type]
+
+    def to_flower(self) -> dict[str, int | float | str]:
+        """Every key, kebab-case, as ``flwr run --run-config`` takes them."""
+        out: dict[str, int | float | str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name.replace("_", "-")] = str(value) if isinstance(value, StrEnum) else value
+        return out
