@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command (README "Run the tests"; CI calls it too): the Python suite, the
-# type check, then the Go packages under chaincode/ against the same shared test vectors.
+# The project's test command (README "Run the tests"; CI calls it too): set everything up
+# (scripts/setup.sh, idempotent), then the Python suite (unit, integration and end-to-end tests on
+# real networks it brings up itself), the type check, and the Go packages under chaincode/.
+#
+#   scripts/test.sh [pytest arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+. scripts/setup.sh
 
 python -m pytest "$@"
 python -m mypy
-if [ -f chaincode/go.mod ]; then
-    (cd chaincode && go vet ./... && go test ./...)
-fi
+(cd chaincode && go vet ./... && go test ./...)

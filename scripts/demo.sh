@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The demo, from nothing: set everything up, bring the consortium up (or find it up), train a task
+# with 3 companies, a coordinator and a key dealer, each a party with its own home, then audit it
+# without any key. Idempotent: run it again and it trains a new task on the same network.
+#
+#   scripts/demo.sh [fedledger train options...]     e.g. scripts/demo.sh --rounds 5
+#
+# Afterwards: `fedledger network status`, `fedledger round show TASK 1`, `fedledger network down`
+# (inside the virtualenv: . ~/.cache/fedledger/venv-py311/bin/activate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+. scripts/setup.sh
+
+fedledger network up
+result="$(mktemp)"
+trap 'rm -f "$result"' EXIT
+fedledger train --rounds 3 --plot accuracy.png --json "$@" | tee "$result" | python -c '
+import json, sys
+run = json.load(sys.stdin)
+print(f"task {run[\"task_id\"]}: {len(run[\"rounds\"]) - 1} rounds in {run[\"seconds\"]} s")
+for r in run["rounds"]:
+    print(f"  round {r[\"round\"]}: accuracy {r[\"accuracy\"]:.4f}  epsilon {r[\"epsilon\"]:.3f}  model {r[\"model_sha256\"][:16]}")
+print(f"final model: {run[\"model_path\"]}")'
+task="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["task_id"])' "$result")"
+fedledger audit verify "$task"
