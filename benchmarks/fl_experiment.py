@@ -10,13 +10,17 @@ and the local training, so accuracy differs only by DP and HE:
   by the RDP accountant of ``fedledger.privacy``, every company in every round), then averaged;
 * **HE+DP**: the full FedLedger round of ``fl.rounds`` (open, contribute, lead, verify, decryption
   share, finish) on a real Fabric network the script brings up in a temporary home on free ports and
-  always tears down: the demo's three organizations, the companies and a coordinator enrolled at
-  their CAs, a threshold Paillier key dealt to a committee (3 members, t = 2, 2048 bits).
+  always tears down: the demo's three organizations; the companies, a coordinator (the publisher)
+  and a key dealer each enrolled from its own party home by its own ``fedledger node init``; a
+  threshold Paillier key dealt by the dealer, each share sealed to its committee member (3 members,
+  t = 2, 2048 bits); the first committee member leads the rounds.
 
 An extra variant, **HE only** (HE without DP, on an in-memory ledger), isolates what HE alone costs
 and changes. The variants take their rounds in turn (round n of each before round n + 1 of any), so
-other load on the machine weighs on all alike. Companies and committee members act in this process
-one after another: no Flower here (its message round trips are measured by ``fedledger train``).
+other load on the machine weighs on all alike. This one process plays every party in turn, each with
+its own identity, ledger connection and artifact store and the bytes handed over as arguments,
+because it measures compute, not isolation: no Flower here (its message round trips are measured by
+``fedledger train``).
 Prints a table and checks the goals (``--check``: exit 1 on a FAIL), writes JSON and a plot.
 
     python benchmarks/fl_experiment.py            # 10 companies, 5 rounds, 2048-bit key (about 5 minutes)
@@ -26,7 +30,6 @@ Prints a table and checks the goals (``--check``: exit 1 on a FAIL), writes JSON
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -42,35 +45,40 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
 
-from fedledger.crypto import KeyShare, load_key_share  # noqa: E402
+from fedledger.crypto import KeyShare, deal_threshold_key, dump_threshold_key, load_key_share  # noqa: E402
 from fedledger.errors import FedLedgerError  # noqa: E402
-from fedledger.fabric.ledger import Ledger, RoundRecord, TaskRecord, UpdateRecord  # noqa: E402
+from fedledger.fabric.ledger import RoundRecord, TaskRecord, UpdateRecord, VoteRecord  # noqa: E402
 from fedledger.fl import task as tasks  # noqa: E402
 from fedledger.fl.artifacts import ArtifactStore, DirectoryStore  # noqa: E402
 from fedledger.fl.company import CompanySession  # noqa: E402
-from fedledger.fl.publish import TaskSpec, publish_task, store_own_share  # noqa: E402
+from fedledger.fl.memory import MemoryLedger  # noqa: E402
+from fedledger.fl.party import PartyKind  # noqa: E402
+from fedledger.fl.custody import deal_key  # noqa: E402
+from fedledger.fl.publish import TaskSpec, publish_task  # noqa: E402
 from fedledger.fl.rounds import (  # noqa: E402
     LedgerPort,
+    NoiseMode,
     RoundError,
     TaskPlan,
     contribute,
     decryption_share,
     finish,
     lead,
+    model_bytes,
     open_round,
     verify,
 )
-from fedledger.fl.training import Company, ensure_company, calibrate_noise  # noqa: E402
-from fedledger.network import ConsortiumConfig, NativeNetwork  # noqa: E402
+from fedledger.network import ConsortiumConfig, Network  # noqa: E402
 from fedledger.network.companies import Consortium  # noqa: E402
 from fedledger.network.processes import port_in_use  # noqa: E402
+from fedledger.node.demo import Party, calibrate_noise, ensure_party  # noqa: E402
 from fedledger.privacy import clip_by_l2_norm, gaussian_noise  # noqa: E402
 
 T = TypeVar("T")
@@ -80,6 +88,8 @@ Progress = Callable[[str], None]
 
 MODEL = "mnist-cnn"
 COORDINATOR = "coordinator"
+# The key management centre of paper 003: deals the threshold key and holds no other role.
+DEALER = "kmc"
 # Accuracy goal: HE+DP within this much of plain FedAvg's final accuracy; time goal: this ratio.
 GOAL_ACCURACY_POINTS = 0.02
 GOAL_TIME_RATIO = 2.0
@@ -202,11 +212,17 @@ class TimedLedger:
     def get_task(self, task_id: str) -> TaskRecord:
         return self._timed(False, lambda: self._inner.get_task(task_id))
 
+    def get_threshold_key(self, task_id: str) -> bytes:
+        return self._timed(False, lambda: self._inner.get_threshold_key(task_id))
+
     def get_round(self, task_id: str, round_number: int) -> RoundRecord:
         return self._timed(False, lambda: self._inner.get_round(task_id, round_number))
 
     def list_updates(self, task_id: str, round_number: int) -> list[UpdateRecord]:
         return self._timed(False, lambda: self._inner.list_updates(task_id, round_number))
+
+    def list_votes(self, task_id: str, round_number: int) -> list[VoteRecord]:
+        return self._timed(False, lambda: self._inner.list_votes(task_id, round_number))
 
     def open_round(self, task_id: str, round_number: int, *, epsilon_after: float) -> str:
         return self._timed(True, lambda: self._inner.open_round(task_id, round_number, epsilon_after=epsilon_after))
@@ -227,6 +243,9 @@ class TimedLedger:
 
     def close_round(self, task_id: str, round_number: int, *, model_sha256: str) -> str:
         return self._timed(True, lambda: self._inner.close_round(task_id, round_number, model_sha256=model_sha256))
+
+    def fail_round(self, task_id: str, round_number: int, *, reason: str) -> str:
+        return self._timed(True, lambda: self._inner.fail_round(task_id, round_number, reason=reason))
 
 
 class Phases:
@@ -395,18 +414,31 @@ def fedavg_step(settings: Settings, data: Data, *, dp: bool) -> Step:
 
 @dataclass
 class HeParties:
-    """Everyone's handle on one HE task: a ledger port and plan per company, the members' shares."""
+    """Everyone's handle on one HE task: each party's ledger port, plan and own store; the members' shares."""
 
     ledgers: dict[str, LedgerPort]
     plans: dict[str, TaskPlan]
+    stores: dict[str, ArtifactStore]
     shares: dict[str, KeyShare]
-    store: ArtifactStore
+
+    @property
+    def leader(self) -> str:
+        """The round's leader: the genesis aggregator, a committee company."""
+        return self.plans[COORDINATOR].task["aggregator"]
+
+    def acting(self, name: str) -> tuple[TaskPlan, LedgerPort, ArtifactStore]:
+        """What party ``name`` acts with: its own plan, ledger port and artifact store."""
+        return self.plans[name], self.ledgers[name], self.stores[name]
 
 
 def he_step(settings: Settings, data: Data, parties: HeParties, *, check_quantization: bool) -> Step:
-    """One FedLedger round through ``fl.rounds``, each role acting through its own ledger port."""
+    """One FedLedger round through ``fl.rounds``, each role acting through its own ledger port and store.
+
+    The ciphertexts, the aggregate and the partial decryptions go from party to party as arguments,
+    where a deployment's messages would carry them.
+    """
     plan = parties.plans[COORDINATOR]
-    participants, committee = plan.participants, plan.committee
+    participants, committee, leader = plan.participants, plan.committee, parties.leader
 
     def step(n: int, model: Model, phases: Phases, extra: dict[str, float]) -> Model:
         coordinator = parties.ledgers[COORDINATOR]
@@ -414,16 +446,17 @@ def he_step(settings: Settings, data: Data, parties: HeParties, *, check_quantiz
             if plan.noise_multiplier > 0:
                 open_round(plan, coordinator, n)
             else:
-                # HE only: no noise, no finite epsilon; only the in-memory ledger takes that.
-                coordinator.open_round(plan.task_id, n, epsilon_after=math.inf)
+                # HE only: without noise no epsilon is finite, and the in-memory ledger books no budget.
+                coordinator.open_round(plan.task_id, n, epsilon_after=0.0)
+        updates: dict[str, bytes] = {}
         clipped_sum: Vector | None = None
         weight_total = 0
         for k, name in enumerate(participants):
             with phases("train"):
                 update, samples, seconds = local_update(settings, data, model, k, n)
             with phases("encrypt"):
-                contribute(parties.plans[name], parties.ledgers[name], parties.store, company=name, round_number=n,
-                           update=update, samples=samples, compute_millis=int(seconds * 1000))
+                updates[name] = contribute(*parties.acting(name), company=name, round_number=n, update=update,
+                                           samples=samples, compute_millis=int(seconds * 1000)).data
             if check_quantization:
                 w = plan.weight(samples)
                 clipped, norm = clip_by_l2_norm(update, clip_norm=plan.clip_norm)
@@ -432,32 +465,22 @@ def he_step(settings: Settings, data: Data, parties: HeParties, *, check_quantiz
                 extra["updates_clipped"] = extra.get("updates_clipped", 0.0) + float(norm > plan.clip_norm)
                 extra["max_update_norm"] = max(extra.get("max_update_norm", 0.0), norm)
         with phases("aggregate"):
-            receipt = lead(plan, coordinator, parties.store, round_number=n)
-        refused = 0
+            aggregate = lead(*parties.acting(leader), round_number=n, updates=updates).data
         for member in committee:
             with phases("verify"):
-                try:
-                    valid, reason = verify(parties.plans[member], parties.ledgers[member], parties.store,
-                                           round_number=n)
-                except FedLedgerError as err:
-                    status = parties.ledgers[member].get_round(plan.task_id, n)["status"]
-                    if status != "verified":
-                        raise
-                    # The quorum verified the round before this member voted.
-                    refused += 1
-                    extra["late_vote_refused"] = refused
-                    say(f"    {member}'s vote after the quorum was refused: {str(err)[:160]}")
-                    continue
+                valid, reason = verify(*parties.acting(member), round_number=n, updates=updates,
+                                       aggregate_data=aggregate)
             if not valid:
                 raise RoundError(f"{member} found round {n}'s aggregate invalid: {reason}")
-        partials = []
+        partials: dict[str, bytes] = {}
         for member in committee[: plan.key.threshold]:
             with phases("partial"):
-                partials.append(decryption_share(parties.plans[member], parties.ledgers[member], parties.store,
-                                                 parties.shares[member], round_number=n,
-                                                 aggregate_sha256=receipt.aggregate_sha256))
+                partials[member] = decryption_share(parties.plans[member], parties.ledgers[member],
+                                                    parties.shares[member], member=member, round_number=n,
+                                                    aggregate_data=aggregate)
         with phases("combine"):
-            result = finish(plan, coordinator, parties.store, round_number=n, global_model=model, partials=partials)
+            result = finish(*parties.acting(leader), round_number=n, global_model=model, aggregate_data=aggregate,
+                            partials=partials)
         if clipped_sum is not None:
             expected = clipped_sum / weight_total
             extra["quantization_max_abs_error"] = float(np.abs(result.average_update - expected).max())
@@ -473,86 +496,6 @@ def layout_notes(plan: TaskPlan) -> dict[str, Any]:
     return {"task_id": plan.task_id, "layout_clip": layout.clip, "quantization_step": 2 * layout.clip / ((1 << layout.value_bits) - 1),
             "slots_per_ciphertext": slots, "committee": list(plan.committee), "threshold": plan.key.threshold,
             "key_bits": plan.key.public_key.key_bits}
-
-
-# --- an in-memory ledger for the HE-only variant ------------------------------------------------------
-
-class MemoryLedger:
-    """The round records ``fl.rounds`` reads and writes, kept in a dict: no Fabric, no access checks.
-
-    Only for the HE-only variant: a task without DP cannot run on the real ledger (its rounds would
-    spend an infinite epsilon, which the ledger cannot record), and this variant is here to isolate
-    HE's own cost and quantization error from both DP and the ledger.
-    """
-
-    def __init__(self) -> None:
-        self.tasks: dict[str, dict[str, Any]] = {}
-        self.rounds: dict[tuple[str, int], dict[str, Any]] = {}
-        self.updates: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
-        self.transactions = 0
-
-    def as_company(self, name: str) -> MemoryLedgerView:
-        return MemoryLedgerView(self, name)
-
-
-class MemoryLedgerView:
-    """One company's view of a ``MemoryLedger`` (a ``LedgerPort``, plus ``create_task`` for publishing)."""
-
-    def __init__(self, book: MemoryLedger, company: str) -> None:
-        self._book, self._company = book, company
-
-    def _tx(self) -> str:
-        self._book.transactions += 1
-        return f"memory-{self._book.transactions}"
-
-    def create_task(self, genesis: Any) -> str:
-        self._book.tasks[genesis["task_id"]] = {**copy.deepcopy(dict(genesis)), "publisher": self._company}
-        return self._tx()
-
-    def get_task(self, task_id: str) -> TaskRecord:
-        return cast(TaskRecord, copy.deepcopy(self._book.tasks[task_id]))
-
-    def get_round(self, task_id: str, round_number: int) -> RoundRecord:
-        return cast(RoundRecord, copy.deepcopy(self._book.rounds[(task_id, round_number)]))
-
-    def list_updates(self, task_id: str, round_number: int) -> list[UpdateRecord]:
-        updates = self._book.updates[(task_id, round_number)]
-        return [cast(UpdateRecord, dict(updates[c])) for c in sorted(updates)]
-
-    def open_round(self, task_id: str, round_number: int, *, epsilon_after: float) -> str:
-        self._book.rounds[(task_id, round_number)] = {"task_id": task_id, "number": round_number, "status": "open",
-                                                      "valid_votes": 0, "invalid_votes": 0}
-        return self._tx()
-
-    def submit_update(self, task_id: str, round_number: int, *, artifact_sha256: str, size_bytes: int,
-                      samples: int, compute_millis: int) -> str:
-        tx = self._tx()
-        self._book.updates[(task_id, round_number)][self._company] = {
-            "task_id": task_id, "round": round_number, "company": self._company, "artifact_sha256": artifact_sha256,
-            "size_bytes": size_bytes, "samples": samples, "compute_millis": compute_millis, "tx_id": tx}
-        self._book.rounds[(task_id, round_number)]["status"] = "collecting"
-        return tx
-
-    def record_aggregate(self, task_id: str, round_number: int, *, included: Sequence[str],
-                         aggregate_sha256: str) -> str:
-        tx = self._tx()
-        record = self._book.rounds[(task_id, round_number)]
-        record["aggregate"] = {"sha256": aggregate_sha256, "included": list(included), "recorded_by": self._company,
-                               "tx_id": tx}
-        record["status"] = "aggregated"
-        return tx
-
-    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "") -> str:
-        record = self._book.rounds[(task_id, round_number)]
-        record["valid_votes" if valid else "invalid_votes"] += 1
-        if record["valid_votes"] >= self._book.tasks[task_id]["quorum"]:
-            record["status"] = "verified"
-        return self._tx()
-
-    def close_round(self, task_id: str, round_number: int, *, model_sha256: str) -> str:
-        record = self._book.rounds[(task_id, round_number)]
-        record["status"], record["model_sha256"] = "closed", model_sha256
-        return self._tx()
 
 
 # --- the network, the companies and the tasks ---------------------------------------------------------
@@ -573,70 +516,74 @@ def company_names(count: int) -> list[str]:
 def task_spec(settings: Settings, data: Data, *, task_id: str, dp: bool) -> TaskSpec:
     names = company_names(settings.companies)
     return TaskSpec(task_id=task_id, model=MODEL, dataset="bundled", rounds=settings.rounds,
-                    participants=tuple(names), committee=tuple(names[: settings.committee]), aggregator=COORDINATOR,
-                    threshold=settings.threshold, quorum=settings.threshold, min_participants=settings.companies,
-                    max_weight=data.max_weight, epsilon_budget=settings.epsilon, delta=settings.delta,
-                    clip_norm=settings.clip_norm, noise_multiplier=settings.noise_multiplier if dp else 0.0,
-                    noise_mode="distributed", key_bits=settings.key_bits)
+                    participants=tuple(names), committee=tuple(names[: settings.committee]), aggregator=names[0],
+                    dealer=DEALER, threshold=settings.threshold, quorum=settings.threshold,
+                    min_participants=settings.companies, max_weight=data.max_weight, epsilon_budget=settings.epsilon,
+                    delta=settings.delta, clip_norm=settings.clip_norm,
+                    noise_multiplier=settings.noise_multiplier if dp else 0.0, noise_mode=NoiseMode.DISTRIBUTED,
+                    key_bits=settings.key_bits)
 
 
-def ledger_parties(net: NativeNetwork, settings: Settings, data: Data, initial: Model, clock: LedgerClock,
+def ledger_parties(net: Network, settings: Settings, data: Data, initial: Model, clock: LedgerClock,
                    sessions: ExitStack, timings: dict[str, float]) -> HeParties:
-    """Enroll everyone, publish the HE+DP task and have the committee store and read back its shares."""
+    """Enroll every party from its own home, publish the HE+DP task, deal its key and open each member's share."""
     home = net.layout.home
     orgs = [o.name for o in net.config.companies]
     consortium = Consortium(net)
-    started = time.perf_counter()
-    ensure_company(consortium, Company(COORDINATOR, orgs[0]), "participant,publisher", lambda m: say(f"  {m}"))
     names = company_names(settings.companies)
-    for i, name in enumerate(names):
-        # Round-robin over the organizations: the committee (the first members) spans all three.
-        ensure_company(consortium, Company(name, orgs[i % len(orgs)]), "committee,participant", lambda m: None)
+    # Round-robin over the organizations: the committee (the first companies) spans all three.
+    kinds = {Party(COORDINATOR, orgs[0]): PartyKind.COORDINATOR, Party(DEALER, orgs[-1]): PartyKind.DEALER,
+             **{Party(name, orgs[i % len(orgs)]): PartyKind.COMPANY for i, name in enumerate(names)}}
+    started = time.perf_counter()
+    homes = {party.name: ensure_party(consortium, home, party, kind,
+                                      (lambda m: None) if kind is PartyKind.COMPANY else (lambda m: say(f"  {m}")))
+             for party, kind in kinds.items()}
     timings["enroll_s"] = time.perf_counter() - started
-    say(f"  enrolled {COORDINATOR} and {len(names)} companies across {', '.join(orgs)} "
-        f"in {timings['enroll_s']:.1f} s")
-    opened = {name: sessions.enter_context(CompanySession.open(home, name)) for name in [COORDINATOR, *names]}
+    say(f"  enrolled {COORDINATOR}, {DEALER} and {len(names)} companies across {', '.join(orgs)}, each from its "
+        f"own home, in {timings['enroll_s']:.1f} s")
+    opened = {name: sessions.enter_context(CompanySession.open(party_home)) for name, party_home in homes.items()}
     spec = task_spec(settings, data, task_id=f"fl-experiment-{secrets.token_hex(4)}", dp=True)
     started = time.perf_counter()
     coordinator = opened[COORDINATOR]
-    published = publish_task(spec, coordinator.ledger, coordinator.store, initial_model=initial)
+    publish_task(spec, coordinator.ledger, coordinator.store, initial_model=initial)
+    deal_key(opened[DEALER].ledger, spec.task_id)
     timings["publish_he_dp_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    for member in spec.committee:
-        session = opened[member]
-        store_own_share(session.ledger, spec.task_id, published.share_bytes(member),
-                        own_msp=session.enrollment.identity.msp_id, other_msps=session.org_msp_ids)
-    del published  # the dealer keeps nothing
-    plans = {name: TaskPlan.load(s.ledger, s.store, spec.task_id) for name, s in opened.items()}
+    acting = [COORDINATOR, *names]  # the dealer's part is done
+    plans = {name: TaskPlan.load(opened[name].ledger, spec.task_id) for name in acting}
     shares = {}
     for member in spec.committee:
-        share = load_key_share(opened[member].ledger.read_key_share(spec.task_id), plans[member].key)
+        session = opened[member]
+        sealed = session.ledger.sealed_share(spec.task_id, member)
+        share = load_key_share(session.home.sealing_key().open(sealed), plans[member].key)
         if share.index != plans[member].member_index(member):
             raise SystemExit(f"{member}'s key share has index {share.index}, expected {plans[member].member_index(member)}")
         shares[member] = share
-    timings["store_shares_s"] = time.perf_counter() - started
-    say(f"  task {spec.task_id}: {settings.threshold}-of-{settings.committee} threshold key of {settings.key_bits} bits "
-        f"dealt in {timings['publish_he_dp_s']:.1f} s; committee shares stored in and read back from each "
-        f"member's org private data")
-    ledgers: dict[str, LedgerPort] = {name: TimedLedger(s.ledger, clock) for name, s in opened.items()}
-    return HeParties(ledgers, plans, shares, coordinator.store)
+    timings["open_shares_s"] = time.perf_counter() - started
+    say(f"  task {spec.task_id}: {DEALER} dealt a {settings.threshold}-of-{settings.committee} threshold key of "
+        f"{settings.key_bits} bits (with publishing, {timings['publish_he_dp_s']:.1f} s); each member opened the "
+        f"share sealed to it on the ledger; leader {spec.aggregator}")
+    ledgers: dict[str, LedgerPort] = {name: TimedLedger(opened[name].ledger, clock) for name in acting}
+    return HeParties(ledgers, plans, {name: opened[name].store for name in acting}, shares)
 
 
 def memory_parties(settings: Settings, data: Data, initial: Model, store_root: Path, clock: LedgerClock,
                    timings: dict[str, float]) -> HeParties:
-    """The HE-only task (no DP) on an in-memory ledger; its key is dealt like the real one's."""
+    """The HE-only task (no DP) on the library's in-memory ledger; its key dealt as the dealer deals it."""
     book = MemoryLedger()
-    store = DirectoryStore(store_root)
     names = [COORDINATOR, *company_names(settings.companies)]
-    views = {name: book.as_company(name) for name in names}
+    stores: dict[str, ArtifactStore] = {name: DirectoryStore(store_root / name) for name in names}
     spec = task_spec(settings, data, task_id="fl-experiment-he-only", dp=False)
     started = time.perf_counter()
-    # publish_task only calls create_task on the ledger, which the in-memory view provides.
-    published = publish_task(spec, cast(Ledger, views[COORDINATOR]), store, initial_model=initial)
+    genesis = spec.genesis(initial_model_sha256=stores[COORDINATOR].put(model_bytes(initial)))
+    # custody.deal_key without the sealing: this process holds every member's share anyway.
+    key, shares = deal_threshold_key(threshold=spec.threshold, parties=len(spec.committee), key_bits=spec.key_bits)
+    book.create_task(genesis, publisher=COORDINATOR, public_key=dump_threshold_key(key))
     timings["publish_he_only_s"] = time.perf_counter() - started
-    plans = {name: TaskPlan.load(view, store, spec.task_id) for name, view in views.items()}
+    views = {name: book.view(name) for name in names}
+    plans = {name: TaskPlan.load(view, spec.task_id) for name, view in views.items()}
     ledgers: dict[str, LedgerPort] = {name: TimedLedger(view, clock) for name, view in views.items()}
-    return HeParties(ledgers, plans, dict(published.shares), store)
+    return HeParties(ledgers, plans, stores, dict(zip(spec.committee, shares)))
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -850,7 +797,7 @@ def main() -> int:
 
     base = args.base_port or free_base_port(3)
     home = Path(tempfile.mkdtemp(prefix="fedledger-fl-experiment-"))
-    net = NativeNetwork(ConsortiumConfig.load(base_port=base), home)
+    net = Network(ConsortiumConfig.load(base_port=base), home)
     clock = LedgerClock()
     timings: dict[str, float] = {}
     results: dict[str, VariantResult] = {}
@@ -903,9 +850,9 @@ def main() -> int:
           f"{settings.rounds} rounds (RDP, every company every round) -> noise multiplier "
           f"{settings.noise_multiplier:g}, added in shares by the companies.\n"
           f"HE+DP: fl.rounds on a real Fabric v2.5 network (3 orgs, {net.config.orderer_count} Raft orderers, "
-          f"{settings.companies} companies + a coordinator); {settings.threshold}-of-{settings.committee} threshold "
+          f"{settings.companies} companies, a coordinator and a key dealer); {settings.threshold}-of-{settings.committee} threshold "
           f"Paillier, {settings.key_bits} bits,\n{he_notes['slots_per_ciphertext']} values per ciphertext "
-          f"({he_notes['ciphertexts']} per update). Companies and members run in this process one after another, "
+          f"({he_notes['ciphertexts']} per update). Every party runs in this process, one after another, "
           f"without Flower:\nFlower's message round trips are measured separately by `fedledger train`.")
     if "he_only" in results:
         print("* HE only: the extra variant, HE without DP on an in-memory ledger, to isolate HE's cost and "
@@ -921,10 +868,6 @@ def main() -> int:
               f"plain {results['plain'].final_accuracy:.4f}, differs by the clipping to S = {settings.clip_norm:g} "
               f"({clipped} of {settings.companies * settings.rounds} updates were longer, up to norm "
               f"{max(r.extra['max_update_norm'] for r in only.trained):.1f}) and by the rounding, not by HE's arithmetic.")
-    late = sum(int(r.extra.get("late_vote_refused", 0)) for r in results["he_dp"].trained)
-    if late:
-        print(f"note: the ledger refused {late} committee vote(s) cast after the quorum had verified the round "
-              f"(those members are then penalized at close as if absent).")
     goals = judge(results, settings, data, parameters)
     print(f"\nrun time {run_seconds:.0f} s (network up {timings['network_up_s']:.0f} s, enrollment "
           f"{timings['enroll_s']:.0f} s, key dealing {timings['publish_he_dp_s'] + timings.get('publish_he_only_s', 0):.0f} s)")

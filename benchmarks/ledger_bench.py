@@ -38,11 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
 
-from fedledger.errors import FedLedgerError  # noqa: E402
+from fedledger.errors import FedLedgerError, NetworkStateError  # noqa: E402
 from fedledger.fabric.contract import Contract  # noqa: E402
 from fedledger.fabric.gateway import Gateway, connect  # noqa: E402
 from fedledger.fabric.identity import Identity, Signer  # noqa: E402
-from fedledger.network import ConsortiumConfig, Layout, NativeNetwork  # noqa: E402
+from fedledger.network import ConsortiumConfig, Layout, Network, open_network  # noqa: E402
 from fedledger.network.processes import port_in_use  # noqa: E402
 
 # The numbers the brief quotes for a Fabric Gateway client on loopback at BatchTimeout 200 ms.
@@ -259,19 +259,18 @@ def main() -> int:
 
     began = time.perf_counter()
     if args.home is not None:
-        layout = Layout(args.home.expanduser().resolve())
         try:
-            state = json.loads(layout.state_file.read_text())
-        except FileNotFoundError:
-            print(f"no network in {layout.home}; run `fedledger network up` first", file=sys.stderr)
+            existing = open_network(args.home.expanduser().resolve())
+        except NetworkStateError as err:
+            print(err, file=sys.stderr)
             return 2
-        config = ConsortiumConfig.from_dict(state["config"], source=str(layout.state_file))
-        runtime, net, up_seconds = str(state.get("runtime", "native")), None, None
+        layout, config = existing.layout, existing.config
+        runtime, net, up_seconds = existing.runtime.name, None, None
     else:
         base = free_base_port(3)
         config = ConsortiumConfig.load(args.config, base_port=base) if args.config else ConsortiumConfig.load(base_port=base)
         layout = Layout(Path(tempfile.mkdtemp(prefix="fedledger-ledger-bench-")))
-        runtime, net = "native", NativeNetwork(config, layout.home)
+        runtime, net = "native", Network(config, layout.home)
 
     failed = True
     try:

@@ -25,8 +25,7 @@ from fedledger.errors import CAUnreachableError
 from fedledger.fabric.ca import CAClient
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer
-from fedledger.network import ConsortiumConfig, NativeNetwork
-from fedledger.network.docker import DockerNetwork
+from fedledger.network import ConsortiumConfig, Network
 from fedledger.network.processes import port_in_use
 
 
@@ -110,7 +109,7 @@ def free_base_port(companies: int, start: int = 27000) -> int:
 class Consortium:
     """A running network (processes or containers) and what clients need to use it."""
 
-    net: NativeNetwork | DockerNetwork
+    net: Network
     profile: dict[str, object]
 
     @property
@@ -150,7 +149,7 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]
     """The demo consortium (network/consortium.toml), brought up once for the session."""
     home = tmp_path_factory.mktemp("consortium")
     config = ConsortiumConfig.load(base_port=free_base_port(3))
-    net = NativeNetwork(config, home)
+    net = Network(config, home)
     net.up()
     try:
         yield Consortium(net, json.loads(net.layout.profile.read_text()))

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from fedledger.errors import NetworkConfigError, NetworkError
-from fedledger.network import ConsortiumConfig, NativeNetwork
-from fedledger.network.docker import ContainerStatus, DockerNetwork, check_demo, default_images
+from fedledger.network import ConsortiumConfig, ContainerStatus, Network
+from fedledger.network.docker import DockerRuntime, check_demo, default_images
 
 from .conftest import Consortium, free_base_port
 
@@ -61,6 +61,12 @@ def docker_images() -> Iterator[dict[str, str]]:
         yield images
 
 
+def _project(net: Network) -> str:
+    """The compose project of a network run by the docker runtime."""
+    assert isinstance(net.runtime, DockerRuntime)
+    return net.runtime.project
+
+
 def _project_containers(project: str) -> list[str]:
     done = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={project}"],
                           capture_output=True, text=True, check=True)
@@ -77,7 +83,7 @@ def _project_networks(project: str) -> list[str]:
 def docker_consortium(docker_images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                       ) -> Iterator[Consortium]:
     home = tmp_path_factory.mktemp("docker-consortium")
-    net = DockerNetwork(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_BASE)), home)
+    net = Network(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_BASE)), home, runtime="docker")
     report = net.up()
     print(f"docker consortium up in {report.seconds:.1f} s: "
           + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in report.steps))
@@ -85,7 +91,7 @@ def docker_consortium(docker_images: dict[str, str], tmp_path_factory: pytest.Te
         yield Consortium(net, json.loads(net.layout.profile.read_text()))
     finally:
         net.down(purge=True)
-        assert _project_containers(net.project) == []
+        assert _project_containers(_project(net)) == []
 
 
 def test_a_consortium_other_than_the_demo_is_refused_with_the_reason() -> None:
@@ -101,10 +107,11 @@ def test_the_compose_file_and_the_docker_runtime_agree_on_services_and_variables
     services = set(yaml.safe_load(compose_text)["services"])
     used = set(re.findall(r"\$\{(FEDLEDGER_[A-Z0-9_]+)", compose_text))
 
-    net = DockerNetwork(ConsortiumConfig.load(), tmp_path / "h")
+    net = Network(ConsortiumConfig.load(), tmp_path / "h", runtime="docker")
+    assert isinstance(net.runtime, DockerRuntime)
 
     assert services == {n.name for n in net.config.nodes()}
-    assert used == set(net._variables())
+    assert used == set(net.runtime.variables)
     assert set(default_images()) == {"FEDLEDGER_PEER_IMAGE", "FEDLEDGER_ORDERER_IMAGE", "FEDLEDGER_CA_IMAGE",
                                      "FEDLEDGER_CHAINCODE_IMAGE"}
     assert default_images()["FEDLEDGER_PEER_IMAGE"] == "hyperledger/fabric-peer:2.5.0"
@@ -118,7 +125,7 @@ def test_every_node_runs_in_its_own_container_and_answers(docker_consortium: Con
     assert roles.count("peer") == 3 and roles.count("chaincode") == 3
     assert [n.name for n in nodes if not (n.running and n.answers)] == []
     containers = [n.container for n in nodes if isinstance(n, ContainerStatus)]
-    assert len(set(containers)) == 13 and all(c and c.startswith(docker_consortium.net.project) for c in containers)
+    assert len(set(containers)) == 13 and all(c and c.startswith(_project(docker_consortium.net)) for c in containers)
     assert all(n.pid is None for n in nodes)
 
 
@@ -146,7 +153,7 @@ def test_the_chaincode_is_invoked_and_queried_through_the_peers_of_two_organizat
 
 def test_the_connection_profile_is_the_one_the_native_runtime_writes(
         docker_consortium: Consortium, tmp_path: Path) -> None:
-    native = NativeNetwork(docker_consortium.net.config, tmp_path / "native")
+    native = Network(docker_consortium.net.config, tmp_path / "native")
     native.layout.home.mkdir()
     native._write_profile()
 
@@ -162,7 +169,7 @@ def test_down_removes_every_container_and_a_later_up_resumes_the_same_ledger(
     removed = net.down()
 
     assert set(removed) == before
-    assert _project_containers(net.project) == [] and _project_networks(net.project) == []
+    assert _project_containers(_project(net)) == [] and _project_networks(_project(net)) == []
     assert net.layout.state_file.exists()  # ledgers and keys are kept without purge
     assert (net.layout.log(net.config.peer(net.config.company("Carrier")))).stat().st_size > 0
 
@@ -178,13 +185,14 @@ def test_down_removes_every_container_and_a_later_up_resumes_the_same_ledger(
 def test_up_names_images_that_are_not_present_and_starts_nothing(
         docker_images: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDLEDGER_PEER_IMAGE", "fedledger/no-such-peer:0")
-    net = DockerNetwork(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_SPARE_BASE)), tmp_path / "h")
+    net = Network(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_SPARE_BASE)), tmp_path / "h",
+                  runtime="docker")
 
     with pytest.raises(NetworkError, match="fedledger/no-such-peer:0.*never pulls.*scripts/build-images.sh"):
         net.up()
 
     assert not net.layout.state_file.exists()
-    assert _project_containers(net.project) == []
+    assert _project_containers(_project(net)) == []
 
 
 def test_a_failed_bring_up_removes_its_containers_and_keeps_their_logs(
@@ -198,12 +206,12 @@ def test_a_failed_bring_up_removes_its_containers_and_keeps_their_logs(
         (bad / "bin" / tool).symlink_to(cache / "bin" / tool)
     (bad / "config" / "core.yaml").symlink_to(cache / "config" / "core.yaml")
     (bad / "config" / "orderer.yaml").write_text("General: {ListenPort: not-a-port}\n")
-    net = DockerNetwork(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_SPARE_BASE)),
-                        tmp_path / "failed", bin_dir=bad / "bin")
+    net = Network(ConsortiumConfig.load(base_port=free_base_port(3, start=DOCKER_SPARE_BASE)),
+                  tmp_path / "failed", runtime="docker", bin_dir=bad / "bin")
 
     with pytest.raises(Exception):
         net.up()
 
     assert not net.layout.state_file.exists()
-    assert _project_containers(net.project) == [] and _project_networks(net.project) == []
+    assert _project_containers(_project(net)) == [] and _project_networks(_project(net)) == []
     assert (net.layout.logs / "ca.manufacturer.fedledger.log").read_text()  # the CAs' logs stay

@@ -14,14 +14,15 @@ import pytest
 from fabric_protos.common import common_pb2
 
 from fedledger.errors import CommitError, NetworkError, NetworkStateError
-from fedledger.network import ConsortiumConfig, NativeNetwork
+from fedledger.network import ConsortiumConfig, Network, open_network
 from fedledger.network.chaincode import admin_env
+from fedledger.network.native import targets
 from fedledger.network.processes import running
 
 from .conftest import Consortium, free_base_port
 
 
-def _pids(net: NativeNetwork) -> dict[str, int]:
+def _pids(net: Network) -> dict[str, int]:
     return {s.name: s.pid for s in net.status() if s.pid is not None}
 
 
@@ -149,14 +150,14 @@ def test_the_channel_commits_with_an_orderer_killed_and_the_orderer_catches_up(
 def test_down_stops_every_process_and_purge_removes_the_state(tmp_path: Path) -> None:
     config = ConsortiumConfig.from_dict({"base-port": free_base_port(1, start=41000), "orderer-org": {"orderers": 1},
                                          "company": [{"name": "Solo"}]})
-    net = NativeNetwork(config, tmp_path / "solo")
+    net = Network(config, tmp_path / "solo")
     net.up()
     pids = _pids(net)
     assert len(pids) == 5
 
     stopped = net.down()
     assert sorted(stopped) == sorted(pids.values())
-    assert not any(running(pid, exe) for pid, exe in NativeNetwork._targets(json.loads(net.layout.state_file.read_text())))
+    assert not any(running(pid, exe) for pid, exe in targets(json.loads(net.layout.state_file.read_text())["nodes"]))
     assert net.layout.state_file.exists()  # ledgers and keys are kept without --purge
 
     resumed = net.up()
@@ -172,7 +173,7 @@ def test_up_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
     base = free_base_port(1, start=45000)
     config = ConsortiumConfig.from_dict({"base-port": base, "orderer-org": {"orderers": 1},
                                          "company": [{"name": "Solo"}]})
-    net = NativeNetwork(config, tmp_path / "busy")
+    net = Network(config, tmp_path / "busy")
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", base + 110))
         holder.listen()
@@ -184,7 +185,7 @@ def test_up_names_a_port_in_use_and_starts_nothing(tmp_path: Path) -> None:
 
 
 def test_up_names_missing_binaries_and_how_to_build_them(tmp_path: Path) -> None:
-    net = NativeNetwork(ConsortiumConfig.load(base_port=free_base_port(3, start=50000)), tmp_path / "h",
+    net = Network(ConsortiumConfig.load(base_port=free_base_port(3, start=50000)), tmp_path / "h",
                         bin_dir=tmp_path / "empty" / "bin")
 
     with pytest.raises(NetworkError, match="missing Fabric binaries.*peer.*scripts/install-fabric.sh"):
@@ -203,7 +204,7 @@ def test_a_failed_bring_up_stops_what_it_started_and_keeps_its_logs(tmp_path: Pa
     (bad / "config" / "orderer.yaml").write_text("General: {ListenPort: not-a-port}\n")
     config = ConsortiumConfig.from_dict({"base-port": free_base_port(1, start=47000), "orderer-org": {"orderers": 1},
                                          "company": [{"name": "Solo"}]})
-    net = NativeNetwork(config, tmp_path / "failed", bin_dir=bad / "bin")
+    net = Network(config, tmp_path / "failed", bin_dir=bad / "bin")
 
     with pytest.raises(Exception):
         net.up()
@@ -229,7 +230,7 @@ def test_up_on_a_half_started_network_names_the_cause_and_the_fix(tmp_path: Path
     # What a bring-up killed part-way leaves: a state file not marked complete.
     (home / "network.json").write_text(json.dumps({"complete": False, "config": ConsortiumConfig.load().to_dict(),
                                                    "nodes": {}}))
-    net = NativeNetwork.open(home)
+    net = open_network(home)
 
     with pytest.raises(NetworkStateError, match="did not finish.*network down --purge"):
         net.up()

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fedledger.errors import GatewayError, WalletError
+from fedledger.errors import WalletError
 from fedledger.fabric.contract import Contract
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer
 from fedledger.cli.options import add_common, home_of
-from fedledger.network import NativeNetwork
+from fedledger.network import open_network
 from fedledger.network.companies import Consortium, check_name, describe, parse_roles
 from fedledger.network.config import Organization
 
@@ -46,7 +46,7 @@ def register(nouns: Any) -> None:
 
 
 def _consortium(args: argparse.Namespace) -> Consortium:
-    return Consortium(NativeNetwork.open(home_of(args)))
+    return Consortium(open_network(home_of(args)))
 
 
 def _gateway(consortium: Consortium, org: Organization, identity: Identity, signer: Signer) -> Gateway:
@@ -71,13 +71,8 @@ def _ledger_record(consortium: Consortium, org: Organization, identity: Identity
                    name: str) -> dict[str, Any] | None:
     """The company's record on the ledger, read as ``identity``; None if it is not registered."""
     with _gateway(consortium, org, identity, signer) as gateway:
-        try:
-            record: dict[str, Any] = json.loads(_contract(consortium, gateway).evaluate("GetCompany", [name]))
-        except GatewayError as err:
-            if "is not registered" in str(err):
-                return None
-            raise
-    return record
+        companies: list[dict[str, Any]] = json.loads(_contract(consortium, gateway).evaluate("ListCompanies", []))
+    return next((c for c in companies if c["name"] == name), None)
 
 
 def _progress(message: str) -> None:
@@ -89,14 +84,12 @@ def run_enroll(args: argparse.Namespace) -> int:
     check_name(args.name)
     org = consortium.net.config.company(args.org)
     roles = parse_roles(args.role)
-    try:
+    if consortium.wallet.has(args.name):
         enrollment = consortium.wallet.get(args.name)
         if enrollment.identity.msp_id != org.msp_id:
             raise WalletError(f"company {args.name} is already enrolled in {enrollment.identity.msp_id}")
         _progress(f"{args.name} is already in the wallet; checking its ledger record")
-    except WalletError as err:
-        if "not in the wallet" not in str(err):
-            raise
+    else:
         _progress(f"registering and enrolling {args.name} at {org.ca_name}")
         enrollment = consortium.enroll(args.name, org=org.name, roles=roles)
     record = _ledger_record(consortium, org, enrollment.identity, enrollment.signer, args.name)

@@ -11,12 +11,11 @@ from typing import Any
 
 from fedledger.errors import NetworkStateError
 from fedledger.cli.options import add_common, home_of
-from fedledger.network import ConsortiumConfig, NativeNetwork
+from fedledger.network import RUNTIMES, ConsortiumConfig, ContainerStatus, Network, open_network
 from fedledger.network.config import DEFAULT_CONFIG
-from fedledger.network.docker import ContainerStatus, DockerNetwork, check_demo
+from fedledger.network.docker import check_demo
 
 EXIT_NODE_DOWN = 3
-RUNTIMES = ("native", "docker")
 
 
 def register(nouns: Any) -> None:
@@ -27,7 +26,7 @@ def register(nouns: Any) -> None:
     add_common(up)
     up.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="consortium file (network/consortium.toml)")
     up.add_argument("--base-port", type=int, default=None, help="first port of the consortium's port plan")
-    up.add_argument("--runtime", choices=RUNTIMES, default=None,
+    up.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                     help="native: local processes (the default); docker: containers of docker-compose.yaml "
                          "(the demo consortium only). A home keeps the runtime it was brought up with")
     up.set_defaults(run=run_up)
@@ -43,42 +42,22 @@ def register(nouns: Any) -> None:
     down.set_defaults(run=run_down)
 
 
-Network = NativeNetwork | DockerNetwork
-
-
-def _recorded_runtime(home: Path) -> str:
-    try:
-        runtime = json.loads((home / "network.json").read_text()).get("runtime", "native")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return "native"  # NativeNetwork.open names the problem
-    return str(runtime)
-
-
-def _open(home: Path) -> Network:
-    """The network recorded in ``home``, with the runtime (native or docker) it was brought up with."""
-    return DockerNetwork.open(home) if _recorded_runtime(home) == "docker" else NativeNetwork.open(home)
-
-
 def _progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
 def run_up(args: argparse.Namespace) -> int:
     home = home_of(args)
-    net: Network
     if (home / "network.json").exists():
-        recorded = _recorded_runtime(home)
-        if args.runtime is not None and args.runtime != recorded:
-            raise NetworkStateError(f"the network in {home} was brought up with --runtime {recorded}; bring it up "
-                                    f"with that runtime, or remove it first (`fedledger network down --purge`)")
-        net = _open(home)
+        net = open_network(home)
+        if args.runtime is not None and args.runtime != net.runtime.name:
+            raise NetworkStateError(f"the network in {home} was brought up with --runtime {net.runtime.name}; bring "
+                                    "it up with that runtime, or remove it first (`fedledger network down --purge`)")
     else:
         config = ConsortiumConfig.load(args.config, base_port=args.base_port)
         if args.runtime == "docker":
             check_demo(config, source=str(args.config))
-            net = DockerNetwork(config, home)
-        else:
-            net = NativeNetwork(config, home)
+        net = Network(config, home, runtime=args.runtime or "native")
     print(f"fedledger: network up in {home}", file=sys.stderr)
     report = net.up(progress=_progress)
     nodes = net.status()
@@ -104,13 +83,13 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    net = _open(home_of(args))
+    net = open_network(home_of(args))
     nodes = net.status()
     healthy = all(n.running and n.answers for n in nodes)
     if args.json:
         print(json.dumps({"home": str(net.layout.home), "healthy": healthy, "nodes": [n.to_json() for n in nodes]},
                          sort_keys=True))
-    elif isinstance(net, DockerNetwork):
+    elif net.runtime.kind == "containers":
         # Containers have names, not pids: the last column names each node's container.
         print(f"{'NODE':40} {'ROLE':9} {'ORG':13} {'ADDRESS':16} {'STATE':23} CONTAINER")
         for n in nodes:
@@ -142,9 +121,9 @@ def run_down(args: argparse.Namespace) -> int:
         else:
             print(f"no network in {home}; nothing to stop")
         return 0
-    net = _open(home)
+    net = open_network(home)
     kept = f"; removed {home}" if args.purge else f"; ledgers and keys kept in {home}"
-    if isinstance(net, DockerNetwork):
+    if net.runtime.kind == "containers":
         removed = net.down(purge=args.purge)
         if args.json:
             print(json.dumps({"home": str(home), "removed_containers": removed, "purged": args.purge}, sort_keys=True))

@@ -66,13 +66,13 @@ def _party(text: str) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     from fedledger.fl.custody import Custody
     from fedledger.fl.rounds import NoiseMode
-    from fedledger.network import NativeNetwork
+    from fedledger.network import open_network
     from fedledger.node.demo import DemoConfig, plot, train
 
     home = home_of(args)
     companies = tuple(_party(c) for c in args.company)
     if not companies:
-        net = NativeNetwork.open(home)
+        net = open_network(home)
         companies = tuple(_party(f"{o.name.lower()}-co@{o.name}") for o in net.config.companies)
     run = RunConfig(local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     partitioner=Partitioner(args.partitioner), alpha=args.alpha, round_timeout=args.round_timeout,

@@ -17,6 +17,7 @@ from pathlib import Path
 from fedledger.network.channel import run
 from fedledger.network.config import ConsortiumConfig, Node, Organization
 from fedledger.network.layout import Layout
+from fedledger.network.runtime import Address, loopback
 
 # The chaincode definition's version and sequence for a fresh network. An upgrade bumps both.
 DEFINITION_VERSION = "1.0"
@@ -35,7 +36,8 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
 
 
 def package(config: ConsortiumConfig, layout: Layout, org: Organization, address: tuple[str, int]) -> tuple[Path, str]:
-    """Write the org's CCaaS package; return its path and package id (label:sha256 of the bytes)."""
+    """Write the org's CCaaS package naming ``address``, where its peer dials the service; return
+    the package's path and id (label:sha256 of the bytes)."""
     peer_tls = layout.tls(config.peer(org))
     service = config.chaincode_service(org)
     connection = {
@@ -61,45 +63,54 @@ def package(config: ConsortiumConfig, layout: Layout, org: Organization, address
     return path, f"{label}:{hashlib.sha256(pkg).hexdigest()}"
 
 
-def admin_env(config: ConsortiumConfig, layout: Layout, org: Organization) -> dict[str, str]:
-    """Environment for the peer CLI acting as ``org``'s admin against the org's peer."""
+def _joined(address: tuple[str, int]) -> str:
+    return "%s:%d" % address
+
+
+def admin_env(config: ConsortiumConfig, layout: Layout, org: Organization, *,
+              address: Address = loopback) -> dict[str, str]:
+    """Environment for the peer CLI acting as ``org``'s admin against the org's peer (at ``address``)."""
     peer = config.peer(org)
     return {
         "FABRIC_CFG_PATH": str(layout.config(peer)),
         "CORE_PEER_LOCALMSPID": org.msp_id,
         "CORE_PEER_MSPCONFIGPATH": str(layout.user(org, "admin") / "msp"),
-        "CORE_PEER_ADDRESS": f"127.0.0.1:{peer.port}",
+        "CORE_PEER_ADDRESS": _joined(address(peer, "listen")),
         "CORE_PEER_TLS_ENABLED": "true",
         "CORE_PEER_TLS_ROOTCERT_FILE": str(layout.ca_root(org)),
         "FABRIC_LOGGING_SPEC": "warning",
     }
 
 
-def orderer_args(config: ConsortiumConfig, layout: Layout, orderer: Node) -> list[str]:
-    return ["-o", f"127.0.0.1:{orderer.port}", "--tls", "--cafile", str(layout.ca_root(config.orderer_org))]
+def orderer_args(config: ConsortiumConfig, layout: Layout, orderer: Node, *, address: Address = loopback) -> list[str]:
+    """The peer CLI's arguments for sending transactions to ``orderer`` over TLS."""
+    return ["-o", _joined(address(orderer, "listen")), "--tls", "--cafile", str(layout.ca_root(config.orderer_org))]
 
 
-def install(peer_bin: Path, config: ConsortiumConfig, layout: Layout, org: Organization, pkg: Path) -> None:
+def install(peer_bin: Path, config: ConsortiumConfig, layout: Layout, org: Organization, pkg: Path, *,
+            address: Address = loopback) -> None:
     run([str(peer_bin), "lifecycle", "chaincode", "install", str(pkg)],
-        env=admin_env(config, layout, org), what=f"chaincode install on {config.peer(org).name}")
+        env=admin_env(config, layout, org, address=address), what=f"chaincode install on {config.peer(org).name}")
 
 
 def approve(peer_bin: Path, config: ConsortiumConfig, layout: Layout, org: Organization, package_id: str,
-            orderer: Node) -> None:
-    run([str(peer_bin), "lifecycle", "chaincode", "approveformyorg", *orderer_args(config, layout, orderer),
+            orderer: Node, *, address: Address = loopback) -> None:
+    run([str(peer_bin), "lifecycle", "chaincode", "approveformyorg",
+         *orderer_args(config, layout, orderer, address=address),
          "--channelID", config.channel, "--name", config.chaincode, "--version", DEFINITION_VERSION,
          "--sequence", str(DEFINITION_SEQUENCE), "--package-id", package_id, "--waitForEvent"],
-        env=admin_env(config, layout, org), what=f"chaincode approval by {org.name}")
+        env=admin_env(config, layout, org, address=address), what=f"chaincode approval by {org.name}")
 
 
-def commit(peer_bin: Path, config: ConsortiumConfig, layout: Layout, orderer: Node) -> None:
+def commit(peer_bin: Path, config: ConsortiumConfig, layout: Layout, orderer: Node, *,
+           address: Address = loopback) -> None:
     """Commit the definition, endorsed by every company's peer (a majority is required)."""
     first = config.companies[0]
     peers: list[str] = []
     for org in config.companies:
-        peers += ["--peerAddresses", f"127.0.0.1:{config.peer(org).port}",
+        peers += ["--peerAddresses", _joined(address(config.peer(org), "listen")),
                   "--tlsRootCertFiles", str(layout.ca_root(org))]
-    run([str(peer_bin), "lifecycle", "chaincode", "commit", *orderer_args(config, layout, orderer),
+    run([str(peer_bin), "lifecycle", "chaincode", "commit", *orderer_args(config, layout, orderer, address=address),
          "--channelID", config.channel, "--name", config.chaincode, "--version", DEFINITION_VERSION,
          "--sequence", str(DEFINITION_SEQUENCE), *peers, "--waitForEvent"],
-        env=admin_env(config, layout, first), what="chaincode definition commit")
+        env=admin_env(config, layout, first, address=address), what="chaincode definition commit")

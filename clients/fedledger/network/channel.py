@@ -17,10 +17,12 @@ import yaml
 from fedledger.errors import NetworkError
 from fedledger.network.config import ConsortiumConfig, Node, Organization
 from fedledger.network.layout import Layout
+from fedledger.network.runtime import Address, loopback
 
 ApplicationCapability = "V2_5"
 ChannelCapability = "V2_0"
-Address = Callable[[Node], tuple[str, int]]
+# Where the other nodes reach a node's listener (in the genesis block: consenters, anchor peers).
+NodeAddress = Callable[[Node], tuple[str, int]]
 
 
 def _signature(expression: str) -> dict[str, str]:
@@ -31,7 +33,7 @@ def _implicit(rule: str) -> dict[str, str]:
     return {"Type": "ImplicitMeta", "Rule": rule}
 
 
-def _org_section(config: ConsortiumConfig, layout: Layout, org: Organization, address: Address) -> dict[str, object]:
+def _org_section(config: ConsortiumConfig, layout: Layout, org: Organization, address: NodeAddress) -> dict[str, object]:
     m = org.msp_id
     section: dict[str, object] = {"Name": m, "ID": m, "MSPDir": str(layout.org_msp(org))}
     if org.kind == "orderer":
@@ -53,7 +55,7 @@ def _org_section(config: ConsortiumConfig, layout: Layout, org: Organization, ad
     return section
 
 
-def configtx(config: ConsortiumConfig, layout: Layout, address: Address) -> dict[str, object]:
+def configtx(config: ConsortiumConfig, layout: Layout, address: NodeAddress) -> dict[str, object]:
     """The configtx.yaml document for the channel's genesis block, with absolute MSP paths.
 
     configtxgen expands no environment variables and resolves relative MSPDir paths against
@@ -129,7 +131,7 @@ def run(argv: list[str], *, env: dict[str, str], what: str, cwd: Path | None = N
     return done.stdout + done.stderr
 
 
-def genesis_block(config: ConsortiumConfig, layout: Layout, configtxgen: Path, address: Address) -> Path:
+def genesis_block(config: ConsortiumConfig, layout: Layout, configtxgen: Path, address: NodeAddress) -> Path:
     """Write configtx.yaml and have configtxgen make the channel's genesis block."""
     directory = layout.channel_dir
     directory.mkdir(parents=True, exist_ok=True)
@@ -140,11 +142,11 @@ def genesis_block(config: ConsortiumConfig, layout: Layout, configtxgen: Path, a
     return block
 
 
-def join_orderer(config: ConsortiumConfig, layout: Layout, osnadmin: Path, node: Node, block: Path) -> None:
+def join_orderer(config: ConsortiumConfig, layout: Layout, osnadmin: Path, node: Node, block: Path, *,
+                 address: Address = loopback) -> None:
     """Ask one orderer, over its mutual-TLS admin endpoint, to join the channel from its genesis block."""
     admin_tls = layout.user(config.orderer_org, "admin") / "tls"
-    assert node.admin_port is not None
     run([str(osnadmin), "channel", "join", "--channelID", config.channel, "--config-block", str(block),
-         "-o", f"127.0.0.1:{node.admin_port}", "--ca-file", str(layout.ca_root(node.org)),
+         "-o", "%s:%d" % address(node, "admin"), "--ca-file", str(layout.ca_root(node.org)),
          "--client-cert", str(admin_tls / "server.crt"), "--client-key", str(admin_tls / "server.key")],
         env={}, what=f"osnadmin channel join on {node.name}")

@@ -27,7 +27,7 @@ from fedledger.fabric.wallet import FileWallet
 from fedledger.network.chaincode import admin_env, orderer_args
 from fedledger.network.channel import run
 from fedledger.network.config import Organization
-from fedledger.network.native import NativeNetwork
+from fedledger.network.orchestrator import Network
 from fedledger.network.pki import ROLE_ATTRIBUTE, ca_client, load_registrar
 
 ROLES = ("committee", "dealer", "participant", "publisher")
@@ -55,7 +55,7 @@ def check_name(name: str) -> str:
 class Consortium:
     """A running network seen by its operators: its wallet, CAs and org admins."""
 
-    net: NativeNetwork
+    net: Network
 
     @property
     def wallet(self) -> FileWallet:
@@ -65,7 +65,7 @@ class Consortium:
         return load_registrar(self.net.layout, org)
 
     def ca_client(self, org: Organization) -> CAClient:
-        return ca_client(self.net.config, self.net.layout, org)
+        return ca_client(self.net.config, self.net.layout, org, address=self.net.address)
 
     def register(self, name: str, *, org: str, roles: str) -> str:
         """As ``org``'s CA admin, register ``name`` with ``roles``; return its one-time enrollment secret.
@@ -109,18 +109,18 @@ class Consortium:
     def publish_crl(self, org: Organization, crl_pem: bytes) -> None:
         """Replace ``org``'s revocation list in the channel configuration with ``crl_pem``."""
         net, channel = self.net, self.net.config.channel
-        env = admin_env(net.config, net.layout, org)
+        env = admin_env(net.config, net.layout, org, address=net.address)
         orderer = net.config.orderers()[0]
         peer = str(net.bin_dir / "peer")
         with tempfile.TemporaryDirectory(prefix="fedledger-config-") as tmp:
             block_file, update_file = Path(tmp) / "config.block", Path(tmp) / "update.pb"
             run([peer, "channel", "fetch", "config", str(block_file), "-c", channel,
-                 *orderer_args(net.config, net.layout, orderer)], env=env, what="fetching the channel configuration")
+                 *orderer_args(net.config, net.layout, orderer, address=net.address)], env=env, what="fetching the channel configuration")
             update_file.write_bytes(crl_update(block_file.read_bytes(), channel, org.msp_id, crl_pem))
             # The peer CLI signs the update as the org's admin (the MSP value's mod_policy is the
             # org's Admins) and sends it to the ordering service.
             run([peer, "channel", "update", "-f", str(update_file), "-c", channel,
-                 *orderer_args(net.config, net.layout, orderer)], env=env, what=f"updating {org.name}'s CRL")
+                 *orderer_args(net.config, net.layout, orderer, address=net.address)], env=env, what=f"updating {org.name}'s CRL")
         _wait_for_config(net, org, crl_pem)
 
 
@@ -168,11 +168,11 @@ def crl_update(config_block: bytes, channel: str, msp_id: str, crl_pem: bytes) -
     return bytes(common_pb2.Envelope(payload=out.SerializeToString()).SerializeToString())
 
 
-def _wait_for_config(net: NativeNetwork, org: Organization, crl_pem: bytes, timeout: float = 30) -> None:
+def _wait_for_config(net: Network, org: Organization, crl_pem: bytes, timeout: float = 30) -> None:
     """Wait until the org's peer has committed the config block that carries ``crl_pem``."""
     import time
 
-    env = admin_env(net.config, net.layout, org)
+    env = admin_env(net.config, net.layout, org, address=net.address)
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="fedledger-config-") as tmp:
         block_file = Path(tmp) / "config.block"

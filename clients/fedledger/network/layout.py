@@ -87,6 +87,10 @@ class Layout:
     def node(self, node: Node) -> Path:
         return self.org(node.org) / "nodes" / node.short
 
+    def root(self, node: Node) -> Path:
+        """The one directory a node reads and writes: a CA's home, any other node's own folder."""
+        return self.ca_home(node.org) if node.role == "ca" else self.node(node)
+
     def msp(self, node: Node) -> Path:
         return self.node(node) / "msp"
 

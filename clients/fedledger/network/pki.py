@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-from concurrent.futures import ThreadPoolExecutor
 
 from fedledger.errors import CAUnreachableError, NetworkStateError
 from fedledger.fabric.ca import CAClient, Enrollment
 from fedledger.fabric.identity import Identity, Signer
 from fedledger.network.config import ConsortiumConfig, Node, Organization
 from fedledger.network.layout import Layout
+from fedledger.network.runtime import Address, loopback
 
 # The roles a demo company's client identity may claim in the ledger (chaincode attribute).
 CLIENT_ROLES = "committee,participant,publisher"
@@ -74,7 +75,8 @@ def write_tls(directory: Path, enrollment: Enrollment, ca_pem: bytes) -> None:
 
 
 def tls_hosts(node: Node) -> tuple[str, ...]:
-    # The DNS name serves docker compose (service names); loopback serves native processes.
+    """The names in a node's TLS certificate where it is reached at 127.0.0.1: its DNS name
+    (docker compose's service name) and loopback (native processes, published ports)."""
     return (node.host, "localhost", "127.0.0.1")
 
 
@@ -87,6 +89,7 @@ class OrgIssuer:
     client: CAClient
     registrar: Enrollment
     ca_pem: bytes
+    hosts: Callable[[Node], tuple[str, ...]] = tls_hosts
 
     def _enroll(self, enrollment_id: str, identity_type: str, *, tls_for: Node | None = None,
                 attributes: dict[str, str] | None = None) -> tuple[Enrollment, Enrollment | None]:
@@ -96,7 +99,7 @@ class OrgIssuer:
         ecert = self.client.enroll(enrollment_id, secret, attributes=tuple(sorted(attributes or {})))
         tls = None
         if tls_for is not None:
-            tls = self.client.enroll(enrollment_id, secret, profile="tls", hosts=tls_hosts(tls_for))
+            tls = self.client.enroll(enrollment_id, secret, profile="tls", hosts=self.hosts(tls_for))
         return ecert, tls
 
     def issue_org(self) -> None:
@@ -120,7 +123,7 @@ class OrgIssuer:
         if node.role == "chaincode":
             secret = secrets.token_urlsafe(18)
             self.client.register(self.registrar, node.short, secret=secret, identity_type="client")
-            service_tls = self.client.enroll(node.short, secret, profile="tls", hosts=tls_hosts(node))
+            service_tls = self.client.enroll(node.short, secret, profile="tls", hosts=self.hosts(node))
             write_tls(self.layout.tls(node), service_tls, self.ca_pem)
             return
         ecert, tls = self._enroll(node.short, node.role, tls_for=node)
@@ -129,10 +132,9 @@ class OrgIssuer:
         write_tls(self.layout.tls(node), tls, self.ca_pem)
 
 
-def ca_client(config: ConsortiumConfig, layout: Layout, org: Organization) -> CAClient:
-    """A client of ``org``'s CA at its port on this host, trusting the CA's own root."""
-    node = config.ca(org)
-    return CAClient(f"https://127.0.0.1:{node.port}", msp_id=org.msp_id,
+def ca_client(config: ConsortiumConfig, layout: Layout, org: Organization, *, address: Address = loopback) -> CAClient:
+    """A client of ``org``'s CA (at ``address``), trusting the CA's own root."""
+    return CAClient("https://%s:%d" % address(config.ca(org), "listen"), msp_id=org.msp_id,
                     tls_root_pem=layout.ca_root(org).read_bytes(), ca_name=org.ca_name)
 
 
@@ -164,11 +166,13 @@ def load_registrar(layout: Layout, org: Organization) -> Enrollment:
                                 "up by `fedledger network up`?") from None
 
 
-def issue_consortium(config: ConsortiumConfig, layout: Layout) -> None:
-    """Every org's identities and TLS pairs, from its own CA (the orgs in parallel)."""
+def issue_consortium(config: ConsortiumConfig, layout: Layout, *, address: Address = loopback,
+                     hosts: Callable[[Node], tuple[str, ...]] = tls_hosts) -> None:
+    """Every org's identities and TLS pairs, from its own CA (at ``address``), each node's TLS pair
+    naming ``hosts(node)``; the orgs in parallel."""
     def issue(org: Organization) -> None:
-        issuer = OrgIssuer(org, layout, ca_client(config, layout, org), load_registrar(layout, org),
-                           layout.ca_root(org).read_bytes())
+        issuer = OrgIssuer(org, layout, ca_client(config, layout, org, address=address), load_registrar(layout, org),
+                           layout.ca_root(org).read_bytes(), hosts)
         issuer.issue_org()
         nodes = config.orderers() if org.kind == "orderer" else (config.peer(org), config.chaincode_service(org))
         for node in nodes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -10,11 +11,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedledger.errors import NodeError
+from fedledger.errors import NetworkError
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,17 @@ def stop(processes: Iterable[tuple[int, str]], *, timeout: float = 15.0) -> list
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something already listens on ``host:port`` (or the port cannot be bound)."""
+    """Whether something already listens on ``host:port`` (or the port cannot be bound).
+
+    An address that is not this machine's (a node in a network namespace of its own) is never
+    in use here: nothing on this machine can hold it.
+    """
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return True
+        except OSError as err:
+            return err.errno != errno.EADDRNOTAVAIL
     return False
 
 
@@ -142,17 +147,12 @@ def tls_answers(host: str, port: int, *, root_pem: bytes, client: tuple[str, str
         return False
 
 
-def wait_until(check: Callable[[], bool], *, node: str, what: str, log: str, timeout: float,
-               alive: Callable[[], bool] | None = None) -> None:
-    """Poll ``check`` until it holds; a process that exits first, or a timeout, raises NodeError."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if alive is not None and not alive():
-            raise NodeError(node, f"exited before {what}: {log_tail(log)}", log)
-        time.sleep(0.1)
-    raise NodeError(node, f"did not {what} within {timeout:.0f} s: {log_tail(log)}", log)
+def require_binaries(bin_dir: Path, names: Iterable[str]) -> None:
+    """Refuse, naming the fix, when a Fabric binary the bring-up runs is not in ``bin_dir``."""
+    missing = [name for name in names if not (bin_dir / name).is_file()]
+    if missing:
+        raise NetworkError(f"missing Fabric binaries in {bin_dir}: {', '.join(missing)}. "
+                           "Run scripts/install-fabric.sh to build them")
 
 
 def log_tail(log: str, lines: int = 3) -> str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 
-from fedledger.network.config import ConsortiumConfig
+from fedledger.network.config import ConsortiumConfig, Node
 from fedledger.network.layout import Layout
+from fedledger.network.runtime import Address, loopback
 
 
-def write_profile(config: ConsortiumConfig, layout: Layout) -> None:
-    """Each company's peer and CA at their ports on this host, its TLS root, and its admin and
-    client identities; the orderers. Native and docker networks write the same document."""
+def write_profile(config: ConsortiumConfig, layout: Layout, *, address: Address = loopback) -> None:
+    """Each company's peer and CA at the addresses this machine reaches them at, its TLS root, and
+    its admin and client identities; the orderers. Native and docker networks write the same document."""
+    def joined(node: Node) -> str:
+        return "%s:%d" % address(node, "listen")
+
     orgs: dict[str, object] = {}
     for org in config.companies:
         peer = config.peer(org)
@@ -19,12 +23,12 @@ def write_profile(config: ConsortiumConfig, layout: Layout) -> None:
             msp = layout.user(org, user) / "msp"
             users[user] = {"cert": str(msp / "signcerts" / "cert.pem"), "key": str(msp / "keystore" / "key.pem")}
         orgs[org.name] = {"msp_id": org.msp_id,
-                          "peer": {"address": f"127.0.0.1:{peer.port}", "tls_ca": str(layout.ca_root(org)),
+                          "peer": {"address": joined(peer), "tls_ca": str(layout.ca_root(org)),
                                    "server_name": peer.host},
-                          "ca": {"url": f"https://127.0.0.1:{config.ca(org).port}",
+                          "ca": {"url": f"https://{joined(config.ca(org))}",
                                  "name": org.ca_name, "tls_ca": str(layout.ca_root(org))},
                           "users": users}
     profile = {"channel": config.channel, "chaincode": config.chaincode, "orgs": orgs,
-               "orderers": [{"address": f"127.0.0.1:{n.port}", "tls_ca": str(layout.ca_root(config.orderer_org))}
+               "orderers": [{"address": joined(n), "tls_ca": str(layout.ca_root(config.orderer_org))}
                             for n in config.orderers()]}
     layout.profile.write_text(json.dumps(profile, indent=2, sort_keys=True))

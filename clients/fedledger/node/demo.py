@@ -36,7 +36,7 @@ from fedledger.fl.config import Partitioner, RunConfig
 from fedledger.fl.custody import Custody
 from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.rounds import NoiseMode, model_from_bytes
-from fedledger.network import NativeNetwork
+from fedledger.network import open_network
 from fedledger.network.companies import Consortium
 from fedledger.node.deployment import REPO, FlowerDeployment
 from fedledger.privacy import RdpAccountant
@@ -129,7 +129,7 @@ def ensure_party(consortium: Consortium, network_home: Path, party: Party, kind:
 def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> TrainingResult:
     """Publish a task and run it to its last round; return the per-round metrics and the model."""
     began = time.monotonic()
-    net = NativeNetwork.open(network_home)
+    net = open_network(network_home)
     down = [n.name for n in net.status() if not (n.running and n.answers)]
     if down:
         raise NetworkStateError(f"the network in {network_home} is not fully up ({', '.join(down)}); "
