@@ -101,6 +101,13 @@ def _config(message: Message) -> dict[str, Any]:
     return dict(message.content["config"])
 
 
+def _task_message(message: Message, context: Context) -> tuple[dict[str, Any], _Node, TaskPlan]:
+    """A task message's config, this company's node, and the task's plan (read once from the ledger)."""
+    config = _config(message)
+    node = _node(context)
+    return config, node, node.plan(str(config["task-id"]))
+
+
 def _relayed(config: dict[str, Any]) -> dict[str, bytes]:
     """The ciphertexts a message relays, by company."""
     return {str(c): bytes(u) for c, u in zip(config["companies"], config["updates"]) if c}
@@ -150,9 +157,7 @@ def train(message: Message, context: Context) -> Message:
     # torch is imported here, not at module level: the committee's messages need no torch.
     from fedledger.fl import task as tasks
 
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
     x, y, num_classes = _local_data(node, context, plan.description.model, int(config["seed"]),
@@ -181,9 +186,7 @@ def train(message: Message, context: Context) -> Message:
 
 @app.query(MessageType.AGGREGATE.removeprefix("query."))
 def aggregate(message: Message, context: Context) -> Message:
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     receipt = lead(plan, node.session.ledger, node.session.store, round_number=int(config["round"]),
                    updates=_relayed(config))
     return _reply(message, {"aggregate": receipt.data, "tx-id": receipt.tx_id,
@@ -192,9 +195,7 @@ def aggregate(message: Message, context: Context) -> Message:
 
 @app.query(MessageType.VERIFY.removeprefix("query."))
 def verify_and_decrypt(message: Message, context: Context) -> Message:
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     round_number, aggregate_data = int(config["round"]), bytes(config["aggregate"])
     ledger = node.session.ledger
     valid, reason = verify(plan, ledger, node.session.store, round_number=round_number,
@@ -224,9 +225,7 @@ def _opening(node: _Node, plan: TaskPlan, round_number: int, aggregate_data: byt
 
 @app.query(MessageType.RELEASE.removeprefix("query."))
 def release(message: Message, context: Context) -> Message:
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     master = current_master(node.session.ledger, plan.task_id)
     tx_id = release_escrow_share(node.session.ledger, plan.task_key, plan.task_id, member=node.name, master=master,
                                  sealing=node.session.home.sealing_key())
@@ -235,18 +234,14 @@ def release(message: Message, context: Context) -> Message:
 
 @app.query(MessageType.DECRYPT.removeprefix("query."))
 def decrypt(message: Message, context: Context) -> Message:
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     opening = _opening(node, plan, int(config["round"]), bytes(config["aggregate"]))
     return _reply(message, {"company": node.name, "opening": opening})
 
 
 @app.query(MessageType.FINISH.removeprefix("query."))
 def close(message: Message, context: Context) -> Message:
-    config = _config(message)
-    node = _node(context)
-    plan = node.plan(str(config["task-id"]))
+    config, node, plan = _task_message(message, context)
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
     if plan.custody is Custody.ESCROW:
