@@ -45,8 +45,8 @@ def test_companies_enrolled_in_two_orgs_are_recorded_and_can_transact(consortium
         assert who["msp_id"] == f"{org}MSP" and who["roles"] == ["participant"]
 
     listed = json.loads(cli(consortium, "list", "--json").stdout)["companies"]
-    assert {"northwind", "tailspin"} <= {c["label"] for c in listed}
-    assert all("key" not in json.dumps(c).lower().replace("fingerprint", "") for c in listed)
+    assert {"northwind", "tailspin"} <= {c["name"] for c in listed if c["in_operator_wallet"]}
+    assert all("PRIVATE" not in json.dumps(c) for c in listed)
 
 
 def test_the_wallet_keeps_each_private_key_readable_by_its_owner_only(consortium: Consortium) -> None:
@@ -82,8 +82,9 @@ def test_a_revoked_company_is_refused_by_the_peers_and_marked_on_the_ledger(cons
     (("enroll", "initech", "--org", "Bank", "--role", "participant"), "no company 'Bank' in the consortium"),
     (("enroll", "initech", "--org", "Carrier", "--role", "auditor"), "roles 'auditor' are invalid"),
     (("enroll", "Initech!", "--org", "Carrier", "--role", "participant"), "company name 'Initech!' is invalid"),
-    (("show", "nobody"), "identity nobody is not in the wallet"),
-    (("revoke", "nobody"), "identity nobody is not in the wallet"),
+    (("show", "nobody"), "company nobody is not registered on the ledger"),
+    (("revoke", "nobody"), "company nobody is not registered on the ledger"),
+    (("register", "initech", "--org", "Carrier", "--role", "auditor"), "roles 'auditor' are invalid"),
 ])
 def test_bad_company_commands_say_what_was_wrong_and_change_nothing(
         consortium: Consortium, args: tuple[str, ...], message: str) -> None:
@@ -122,3 +123,34 @@ def test_an_unreachable_peer_and_a_wrong_chaincode_name_are_named(consortium: Co
             gateway.network(consortium.channel).contract("nosuchcc").evaluate("Version")
         with pytest.raises(GatewayError, match="nosuchchannel"):
             gateway.network("nosuchchannel").contract(consortium.chaincode).evaluate("Version")
+
+
+def test_a_party_registered_by_its_org_joins_from_its_own_home_with_the_public_profile(
+        consortium: Consortium, tmp_path: Path) -> None:
+    home = str(consortium.net.layout.home)
+    registered = cli(consortium, "register", "umbrella", "--org", "Warehouse", "--role", "committee,participant")
+    assert registered.returncode == 0, registered.stderr
+    profile = tmp_path / "profile.json"
+    exported = subprocess.run([sys.executable, "-m", "fedledger.cli.app", "network", "profile", "--home", home,
+                               "--out", str(profile)], capture_output=True, text=True, timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert "PRIVATE KEY" not in profile.read_text()
+
+    party = tmp_path / "umbrella-home"
+    joined = subprocess.run([sys.executable, "-m", "fedledger.cli.app", "node", "init", "--home", str(party),
+                             "--name", "umbrella", "--org", "Warehouse", "--profile", str(profile), "--secret-stdin",
+                             "--json"], input=registered.stdout, capture_output=True, text=True, timeout=120)
+    assert joined.returncode == 0, joined.stderr
+    record = json.loads(joined.stdout)
+    assert record["msp_id"] == "WarehouseMSP" and record["roles"] == ["committee", "participant"]
+    assert len(record["encryption_key"]) == 64 and record["node_key"].startswith("ecdsa-sha2-nistp384 ")
+    for secret in (party / "wallet" / "umbrella" / "key.pem", party / "keys" / "sealing.key", party / "keys" / "node.key"):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert not (consortium.net.layout.home / "wallet" / "umbrella").exists()
+    listed = {c["name"]: c for c in json.loads(cli(consortium, "list", "--json").stdout)["companies"]}
+    assert listed["umbrella"]["keys_recorded"] and not listed["umbrella"]["in_operator_wallet"]
+
+    again = subprocess.run([sys.executable, "-m", "fedledger.cli.app", "node", "init", "--home", str(tmp_path / "x"),
+                            "--name", "umbrella", "--org", "Warehouse", "--profile", str(profile), "--secret-stdin"],
+                           input=registered.stdout, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "Authentication failure" in again.stderr

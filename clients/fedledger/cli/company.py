@@ -29,11 +29,19 @@ def register(nouns: Any) -> None:
     enroll.add_argument("--role", required=True, help="participant, committee, publisher, or a comma-separated mix")
     enroll.set_defaults(run=run_enroll)
 
-    listing = verbs.add_parser("list", help="the companies in the wallet")
+    enlist = verbs.add_parser("register", help="as the org's CA admin: register a party, print its one-time secret")
+    add_common(enlist)
+    enlist.add_argument("name", help="the party's name (a-z 0-9 . _ -)")
+    enlist.add_argument("--org", required=True, help="the organization it belongs to (e.g. Manufacturer)")
+    enlist.add_argument("--role", required=True,
+                        help="participant, committee, publisher, dealer, or a comma-separated mix")
+    enlist.set_defaults(run=run_register)
+
+    listing = verbs.add_parser("list", help="the companies on the ledger (and which are in the operator's wallet)")
     add_common(listing)
     listing.set_defaults(run=run_list)
 
-    show = verbs.add_parser("show", help="a company's identity and its ledger record")
+    show = verbs.add_parser("show", help="a company's ledger record (and its identity, if in the operator's wallet)")
     add_common(show)
     show.add_argument("name")
     show.set_defaults(run=run_show)
@@ -110,47 +118,88 @@ def run_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_register(args: argparse.Namespace) -> int:
+    consortium = _consortium(args)
+    check_name(args.name)
+    org = consortium.net.config.company(args.org)
+    roles = parse_roles(args.role)
+    secret = consortium.register(args.name, org=org.name, roles=roles)
+    if args.json:
+        print(json.dumps({"name": args.name, "org": org.name, "msp_id": org.msp_id, "roles": roles,
+                          "secret": secret}, sort_keys=True))
+    else:
+        # Like fabric-ca-client register: the one-time secret is the result. The party enrolls with
+        # it once, from its own home: fedledger node init ... --secret-stdin.
+        print(secret)
+        _progress(f"{args.name} registered at {org.ca_name} with roles {roles}; hand it this one-time secret and "
+                  "the network profile (`fedledger network profile`), and it runs `fedledger node init` itself")
+    return 0
+
+
+def _ledger_companies(consortium: Consortium) -> list[dict[str, Any]]:
+    """Every company the ledger records, read as the first org's admin."""
+    org = consortium.net.config.companies[0]
+    with _gateway(consortium, org, *_org_admin(consortium, org)) as gateway:
+        companies: list[dict[str, Any]] = json.loads(_contract(consortium, gateway).evaluate("ListCompanies", []))
+    return companies
+
+
+def _company(consortium: Consortium, name: str) -> dict[str, Any]:
+    found = next((c for c in _ledger_companies(consortium) if c["name"] == name), None)
+    if found is None:
+        raise WalletError(f"company {name} is not registered on the ledger")
+    return found
+
+
+def _summary(record: dict[str, Any], consortium: Consortium) -> dict[str, Any]:
+    return {"name": record["name"], "msp_id": record["msp_id"], "roles": ",".join(record["roles"]),
+            "status": record["status"], "reputation": record["reputation"],
+            "keys_recorded": bool(record.get("encryption_key") and record.get("node_key")),
+            "in_operator_wallet": consortium.wallet.has(record["name"])}
+
+
 def run_list(args: argparse.Namespace) -> int:
     consortium = _consortium(args)
-    entries = [describe(e, consortium.wallet.get(e["label"])) for e in consortium.wallet.list()]
+    entries = [_summary(c, consortium) for c in _ledger_companies(consortium)]
     if args.json:
         print(json.dumps({"companies": entries}, sort_keys=True))
     else:
-        print(f"{'NAME':20} {'MSP':16} {'ROLES':32} {'EXPIRES':25} FINGERPRINT")
+        print(f"{'NAME':20} {'MSP':16} {'ROLES':32} {'STATUS':9} {'REPUTATION':>10}  KEYS")
         for e in entries:
-            print(f"{e['label']:20} {e['msp_id']:16} {e['roles']!s:32} {e['not_after']!s:25} {str(e['fingerprint'])[:16]}")
+            print(f"{e['name']:20} {e['msp_id']:16} {e['roles']:32} {e['status']:9} {e['reputation']:>10}  "
+                  f"{'recorded' if e['keys_recorded'] else '-'}")
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
     consortium = _consortium(args)
-    enrollment = consortium.wallet.get(args.name)
-    org = next(o for o in consortium.net.config.companies if o.msp_id == enrollment.identity.msp_id)
-    record = _ledger_record(consortium, org, *_org_admin(consortium, org), args.name)
-    entry = {"label": args.name, "msp_id": enrollment.identity.msp_id, "enrollment_id": enrollment.enrollment_id,
-             "fingerprint": enrollment.identity.fingerprint}
-    document = {**describe(entry, enrollment), "ledger": record}
+    record = _company(consortium, args.name)
+    document: dict[str, Any] = {**_summary(record, consortium), "ledger": record}
+    if consortium.wallet.has(args.name):
+        enrollment = consortium.wallet.get(args.name)
+        document.update(describe({"label": args.name, "msp_id": enrollment.identity.msp_id,
+                                  "enrollment_id": enrollment.enrollment_id,
+                                  "fingerprint": enrollment.identity.fingerprint}, enrollment))
     if args.json:
         print(json.dumps(document, sort_keys=True))
     else:
         for key, value in sorted(document.items()):
-            print(f"{key:14} {json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value}")
+            print(f"{key:18} {json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value}")
     return 0
 
 
 def run_revoke(args: argparse.Namespace) -> int:
     consortium = _consortium(args)
-    enrollment = consortium.wallet.get(args.name)
-    org = next(o for o in consortium.net.config.companies if o.msp_id == enrollment.identity.msp_id)
+    record = _company(consortium, args.name)
+    org = next(o for o in consortium.net.config.companies if o.msp_id == record["msp_id"])
     admin = _org_admin(consortium, org)
-    record = _ledger_record(consortium, org, *admin, args.name)
-    on_ledger = record is not None
-    if record is not None and record.get("status") != "revoked":
+    on_ledger = True
+    if record.get("status") != "revoked":
         _progress(f"recording the revocation of {args.name} on the ledger (by {org.name}'s admin)")
         with _gateway(consortium, org, *admin) as gateway:
             _contract(consortium, gateway).submit("SetCompanyStatus", [args.name, "revoked"])
     _progress(f"revoking {args.name}'s certificates at {org.ca_name} and publishing the CRL in the channel")
-    consortium.revoke(args.name, reason=args.reason)
+    consortium.revoke(args.name, org=org, reason=args.reason)
     if args.json:
         print(json.dumps({"name": args.name, "revoked": True, "ledger_record": on_ledger}, sort_keys=True))
     else:

@@ -1,4 +1,4 @@
-"""``fedledger network up | status | down``: the consortium on this machine."""
+"""``fedledger network up | status | profile | down``: the consortium on this machine."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def register(nouns: Any) -> None:
     status = verbs.add_parser("status", help="list every node and whether it answers")
     add_common(status)
     status.set_defaults(run=run_status)
+
+    profile = verbs.add_parser("profile", help="the public profile a party needs to join (addresses, TLS roots)")
+    add_common(profile, json=False)
+    profile.add_argument("--out", type=Path, default=None, help="write it to this file instead of stdout")
+    profile.set_defaults(run=run_profile)
 
     down = verbs.add_parser("down", help="stop every node this network started")
     add_common(down)
@@ -135,4 +140,16 @@ def run_down(args: argparse.Namespace) -> int:
         print(json.dumps({"home": str(home), "stopped_pids": stopped, "purged": args.purge}, sort_keys=True))
     else:
         print(f"stopped {len(stopped)} processes" + kept)
+    return 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from fedledger.node.profile import party_profile
+
+    document = json.dumps(party_profile(home_of(args)), indent=2, sort_keys=True) + "\n"
+    if args.out:
+        args.out.write_text(document)
+        print(f"wrote the network's public profile to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(document)
     return 0

@@ -91,20 +91,15 @@ class Consortium:
         self.wallet.put(name, enrollment)
         return enrollment
 
-    def revoke(self, name: str, *, reason: str = "") -> bytes:
-        """Revoke ``name``'s certificates at its CA and put the CRL into its org's channel MSP."""
-        enrollment = self.wallet.get(name)
-        org = self._org_of(enrollment)
-        revocation = self.ca_client(org).revoke(self._registrar(org), enrollment_id=enrollment.enrollment_id,
-                                                reason=reason)
+    def revoke(self, name: str, *, org: Organization, reason: str = "") -> bytes:
+        """Revoke ``name``'s certificates at ``org``'s CA and put the CRL into the org's channel MSP.
+
+        The enrollment id is the name the party was registered under (``register``), so the
+        operator needs none of the party's files to revoke it.
+        """
+        revocation = self.ca_client(org).revoke(self._registrar(org), enrollment_id=check_name(name), reason=reason)
         self.publish_crl(org, revocation.crl_pem)
         return revocation.crl_pem
-
-    def _org_of(self, enrollment: Enrollment) -> Organization:
-        for org in self.net.config.companies:
-            if org.msp_id == enrollment.identity.msp_id:
-                return org
-        raise NetworkError(f"no organization with MSP id {enrollment.identity.msp_id} in this network")
 
     def publish_crl(self, org: Organization, crl_pem: bytes) -> None:
         """Replace ``org``'s revocation list in the channel configuration with ``crl_pem``."""
