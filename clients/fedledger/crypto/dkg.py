@@ -771,9 +771,9 @@ Observer = Callable[[str, Sequence[DkgMember], Sequence[Message]], None]
 class DkgStats:
     """What a run cost: candidates at each stage, message rounds and bytes, compute time.
 
-    ``critical_path_s`` adds, round by round, the slowest member's time: the compute time of the
-    protocol with each member on its own machine (network latency not included).
-    ``cpu_s`` is every member's time added up (the wall time of this in-process simulation).
+    Times are CPU seconds. ``critical_path_s`` adds, round by round, the slowest member's time:
+    the compute time of the protocol with each member on its own machine (network latency not
+    included). ``cpu_s`` is every member's time added up (this in-process simulation's cost).
     ``step_rounds`` counts the rounds of each step that sent anything: a batch whose moduli all
     fail the trial division ends without the first-base round.
     """
@@ -824,9 +824,10 @@ class Committee:
         slowest = 0.0
         for member in self.members:
             inbox, self._inboxes[member.index] = self._inboxes[member.index], []
-            start = time.perf_counter()
+            # CPU time, not wall time: members share this process (and maybe a busy machine).
+            start = time.process_time()
             out = action(member, inbox) or []
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             slowest = max(slowest, elapsed)
             self._cpu += elapsed
             self._step_cpu[name] += elapsed
