@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 from fedledger.errors import NetworkError
 from fedledger.network.channel import run
 from fedledger.network.config import ConsortiumConfig, Node, role_order
+from fedledger.network.hosts import LOCAL, Placement
 from fedledger.network.layout import Layout
 from fedledger.network.nodeconfig import NodePlaces
 from fedledger.network.processes import ProcessSpec, log_tail, require_binaries, running, start, stop
-from fedledger.network.runtime import Launch, Observation, Record, RuntimeFactory, Step, loopback
+from fedledger.network.runtime import Launch, Observation, Record, RuntimeFactory, Step
 
 REPO = Path(__file__).resolve().parents[3]
 BUILDER = REPO / "network" / "builders" / "ccaas"
@@ -40,9 +41,10 @@ def _alive(entry: Record) -> bool:
 
 
 class NativeRuntime:
-    """Nodes as local processes on 127.0.0.1."""
+    """Nodes as local processes on 127.0.0.1 (each where ``placement`` puts it: the netns runtime
+    places each in a namespace of its own)."""
 
-    name: Final = "native"
+    name = "native"
     kind: Final = "processes"
 
     def __init__(self, config: ConsortiumConfig, layout: Layout, *, bin_dir: Path,
@@ -60,12 +62,18 @@ class NativeRuntime:
 
     # ---------------------------------------------------------------- addresses
 
+    def placement(self, node: Node) -> Placement:
+        """Where ``node`` runs and the address it binds: this machine's own network, 127.0.0.1."""
+        return LOCAL
+
     def places(self, node: Node) -> NodePlaces:
-        return NodePlaces(root=self.layout.root(node), listen_host="127.0.0.1", host=self.host(node),
-                          ports=node.ports(), builder=BUILDER)
+        # A node binds the one address it is reached at, from this machine and from the other nodes.
+        address = self.placement(node).address
+        return NodePlaces(root=self.layout.root(node), listen_host=address, host=address, ports=node.ports(),
+                          builder=BUILDER)
 
     def host(self, node: Node) -> str:
-        return loopback(node)[0]
+        return self.placement(node).address
 
     def ports(self, node: Node) -> dict[str, int]:
         return node.ports()
@@ -88,7 +96,8 @@ class NativeRuntime:
     def _spec(self, launch: Launch) -> ProcessSpec:
         program, *args = launch.command
         path = self.chaincode_binary if program == CHAINCODE_PROGRAM else self.bin_dir / program
-        return ProcessSpec((str(path), *args), launch.env, str(self.layout.log(launch.node)), str(launch.workdir))
+        return ProcessSpec((str(path), *args), launch.env, str(self.layout.log(launch.node)), str(launch.workdir),
+                           self.placement(launch.node).namespace)
 
     def _start_all(self, specs: Mapping[str, ProcessSpec]) -> dict[str, int]:
         pids: dict[str, int] = {}

@@ -3,11 +3,10 @@
 The orchestrator (``fedledger.network.orchestrator``) decides what the consortium is made of and
 the order its nodes come up in. A runtime decides only how one node is started, stopped and
 inspected (is it running? where is its log?), and at which address it is reached: from this
-machine's tools and clients (``host`` and ``ports``) and from the other nodes (``places``). Two
-runtimes are here: local processes (``native``) and containers of docker-compose.yaml (``docker``).
-Both reach every node at 127.0.0.1; a runtime that gave each node its own network namespace and
-address on a bridge would answer ``host`` and ``places`` with that address and change nothing in
-the orchestrator.
+machine's tools and clients (``host`` and ``ports``) and from the other nodes (``places``). Three
+runtimes are here: local processes (``native``) and containers of docker-compose.yaml (``docker``),
+both reaching every node at 127.0.0.1, and local processes each in a network namespace of its own
+(``netns``), reaching each node at its own address on a bridge; the orchestrator is the same for all.
 """
 
 from __future__ import annotations
@@ -120,11 +119,12 @@ class RuntimeFactory(Protocol):
 
 
 # Runtimes by the name ``--runtime`` and network.json give them, imported when first used.
-RUNTIMES = {"native": "fedledger.network.native:NativeRuntime", "docker": "fedledger.network.docker:DockerRuntime"}
+RUNTIMES = {"native": "fedledger.network.native:NativeRuntime", "docker": "fedledger.network.docker:DockerRuntime",
+            "netns": "fedledger.network.netns:NetnsRuntime"}
 
 
 def load_runtime(name: str) -> RuntimeFactory:
-    """The runtime called ``name`` (``native``, ``docker``)."""
+    """The runtime called ``name`` (``native``, ``docker``, ``netns``)."""
     try:
         module, _, attribute = RUNTIMES[name].partition(":")
     except KeyError:
