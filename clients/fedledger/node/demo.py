@@ -11,6 +11,10 @@ It does what each party would do on its own machine, each from its own home unde
    (``fedledger node deal``): each share sealed to its member, nothing kept;
 4. Flower's deployment engine runs the rounds: the coordinator's SuperLink and ServerApp, and one
    SuperNode per company whose ClientApp works from that company's home only.
+
+Each party's processes run where its ``Placement`` says: all on this machine at 127.0.0.1 by
+default, or each party on a host of its own (a network namespace at its own address, as
+``fedledger.network.hosts`` makes them), reaching the others only at their addresses.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from fedledger.fl.config import Partitioner, RunConfig
 from fedledger.fl.custody import Custody
 from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.rounds import NoiseMode, model_from_bytes
-from fedledger.network import open_network
+from fedledger.network import LOCAL, Placement, open_network
 from fedledger.network.companies import Consortium
 from fedledger.node.deployment import REPO, FlowerDeployment
 from fedledger.privacy import RdpAccountant
@@ -53,8 +57,11 @@ class PartyProcessError(FedLedgerError):
 
 @dataclass(frozen=True)
 class Party:
+    """A party of the run: its name, its organization, and where its processes run."""
+
     name: str
     org: str
+    placement: Placement = LOCAL
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,11 @@ def party_root(network_home: Path, name: str) -> Path:
     return network_home / "parties" / name
 
 
-def fedledger_command(*args: str, stdin: str = "", what: str) -> str:
-    """Run ``fedledger ARGS`` as a separate process (a party acting on its own); return its stdout."""
-    done = subprocess.run([sys.executable, "-m", "fedledger.cli.app", *args], input=stdin, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "clients")})
+def fedledger_command(*args: str, placement: Placement = LOCAL, stdin: str = "", what: str) -> str:
+    """Run ``fedledger ARGS`` as a separate process (a party acting on its own) where ``placement``
+    says; return its stdout."""
+    done = subprocess.run(placement.command([sys.executable, "-m", "fedledger.cli.app", *args]), input=stdin,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "clients")})
     if done.returncode != 0:
         raise PartyProcessError(f"{what} failed: {done.stderr.strip()[-600:]}")
     return done.stdout
@@ -122,7 +130,7 @@ def ensure_party(consortium: Consortium, network_home: Path, party: Party, kind:
     secret = consortium.register(party.name, org=party.org, roles=ROLES[kind])
     fedledger_command("node", "init", "--home", str(home.root), "--name", party.name, "--org", party.org,
                       "--kind", str(kind), "--network-home", str(network_home), "--secret-stdin",
-                      stdin=secret + "\n", what=f"{party.name}'s node init")
+                      placement=party.placement, stdin=secret + "\n", what=f"{party.name}'s node init")
     return home
 
 
@@ -167,14 +175,15 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
         **({"master": names[1 % len(names)]} if config.custody is Custody.ESCROW else {})}, indent=2))
     progress(f"{config.coordinator.name} publishes task {task_id} (leader {names[0]}, dealer {config.dealer.name})")
     fedledger_command("task", "create", str(task_file), "--party-home", str(coordinator.root), "--json",
-                      what=f"{config.coordinator.name}'s task create")
+                      placement=config.coordinator.placement, what=f"{config.coordinator.name}'s task create")
     progress(f"{config.dealer.name} deals the task's {config.key_bits}-bit Paillier key under {config.custody} "
              f"custody ({config.threshold} of {len(names)}), each secret sealed to its holder")
-    fedledger_command("node", "deal", task_id, "--party-home", str(dealer.root), what=f"{config.dealer.name}'s deal")
+    fedledger_command("node", "deal", task_id, "--party-home", str(dealer.root), placement=config.dealer.placement,
+                      what=f"{config.dealer.name}'s deal")
 
     run_root = coordinator.root / "runs" / task_id
     flower_port = config.flower_port or net.config.base_port + 900
-    deployment = FlowerDeployment(run_root, flower_port)
+    deployment = FlowerDeployment(run_root, flower_port, superlink=config.coordinator.placement)
     metrics_path = run_root / "metrics.json"
     try:
         progress(f"starting Flower: {config.coordinator.name}'s SuperLink (TLS, SuperNode authentication) and "
@@ -183,11 +192,12 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
         # The allow list comes from the ledger: each company's node key, as it recorded it itself.
         with CompanySession.open(coordinator) as session:
             node_keys = {name: str(session.ledger.get_company(name).get("node_key", "")) for name in names}
-        for index, name in enumerate(names):
+        for index, company in enumerate(config.companies):
+            name, home = company.name, homes[company.name]
             deployment.register_node(name, node_keys[name])
-            deployment.start_supernode(name, home=homes[name].root, node_key=homes[name].node_key_path, index=index,
-                                       node_config={"home": str(homes[name].root), "partition-id": index,
-                                                    "num-partitions": len(names)})
+            deployment.start_supernode(name, home=home.root, node_key=home.node_key_path, index=index,
+                                       node_config={"home": str(home.root), "partition-id": index,
+                                                    "num-partitions": len(names)}, placement=company.placement)
         run = replace(config.run, home=str(coordinator.root), task_id=task_id, metrics_json=str(metrics_path))
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
         deployment.run(REPO, run.to_flower(), timeout=run.round_timeout * (config.rounds + 1), progress=progress)

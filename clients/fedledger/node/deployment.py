@@ -1,10 +1,13 @@
-"""Flower's deployment engine on this machine: the coordinator's SuperLink, one SuperNode per company.
+"""Flower's deployment engine: the coordinator's SuperLink, one SuperNode per company.
 
 The SuperLink runs from the coordinator's home (its TLS key, database and logs under
 ``<run>/flower``); each company's SuperNode runs from that company's own home (its node key,
 its logs under ``<company home>/flower``) and runs its ClientApp in a process of its own.
 ``flwr run`` submits the FedLedger app over TLS; ``FLWR_HOME`` points the Flower CLI at a
-connection named ``fedledger``.
+connection named ``fedledger``. Each party's processes run where its ``Placement`` says: by
+default all on this machine at 127.0.0.1; on separate hosts, the SuperLink binds the
+coordinator's address (its certificate names that address), ``flwr`` runs in the coordinator's
+namespace, and each SuperNode runs in its company's and dials the SuperLink there.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import FedLedgerError
-from fedledger.network.processes import ProcessSpec, log_tail, port_in_use, start, stop
+from fedledger.network.hosts import LOCAL, Placement
+from fedledger.network.processes import ProcessSpec, listening, log_tail, port_in_use, program_of, running, start, stop
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -51,8 +55,13 @@ def _pairs(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={_toml_value(v)}" for k, v in values.items())
 
 
-def _superlink_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for the SuperLink at 127.0.0.1 (the coordinator's own; key 0600)."""
+def _names(address: str) -> list[str]:
+    """The names in the SuperLink's certificate: its address and, at 127.0.0.1, localhost."""
+    return [address, "localhost"] if address == LOCAL.address else [address]
+
+
+def _superlink_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for the SuperLink at ``address`` (the coordinator's own; key 0600)."""
     import datetime
     import ipaddress
 
@@ -65,7 +74,14 @@ def _superlink_tls(directory: Path) -> tuple[Path, Path, Path]:
 
     ca_file, cert_file, key_file = directory / "ca.crt", directory / "server.crt", directory / "server.key"
     if ca_file.exists() and cert_file.exists() and key_file.exists():
-        return ca_file, cert_file, key_file
+        names = x509.load_pem_x509_certificate(cert_file.read_bytes()).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        if ipaddress.ip_address(address) in names.get_values_for_type(x509.IPAddress):
+            return ca_file, cert_file, key_file
+        # Made for another address: this run's SuperLink gets a new CA and pair (each SuperNode
+        # copies the CA certificate when it starts), since TLS to the old one would fail.
+        for stale in (ca_file, cert_file, key_file):
+            stale.unlink()
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FedLedger coordinator SuperLink CA")])
@@ -78,8 +94,9 @@ def _superlink_tls(directory: Path) -> tuple[Path, Path, Path]:
               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "superlink")]))
               .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                          x509.DNSName("localhost")]), critical=False)
+              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address)),
+                                                          *(x509.DNSName(n) for n in _names(address)[1:])]),
+                             critical=False)
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
               .sign(ca_key, hashes.SHA256()))
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -96,11 +113,13 @@ class FlowerDeployment:
 
     The SuperLink serves TLS with a certificate of the coordinator's own CA and admits only
     SuperNodes whose public key it was told to (``register_node``: the keys the companies recorded
-    on the ledger); every Fleet request is signed with the node's key.
+    on the ledger); every Fleet request is signed with the node's key. ``superlink`` places the
+    coordinator's processes (the SuperLink and the ``flwr`` CLI) and is the address it binds.
     """
 
     home: Path
     base_port: int
+    superlink: Placement = LOCAL
     processes: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -114,47 +133,50 @@ class FlowerDeployment:
     @property
     def address(self) -> str:
         """The SuperLink's one HTTPS endpoint: its Fleet, Control and runtime APIs."""
-        return f"127.0.0.1:{self.base_port}"
+        return f"{self.superlink.address}:{self.base_port}"
 
     def _env(self, flwr_home: Path) -> dict[str, str]:
         return {"FLWR_HOME": str(flwr_home), "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0",
                 "FLWR_DISABLE_UPDATE_CHECK": "1"}
 
-    def _start(self, log: Path, argv: list[str], flwr_home: Path) -> None:
+    def _start(self, log: Path, argv: list[str], flwr_home: Path, placement: Placement) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
-        spec = ProcessSpec(tuple(argv), self._env(flwr_home), str(log), str(flwr_home))
+        spec = ProcessSpec(tuple(argv), self._env(flwr_home), str(log), str(flwr_home), placement.namespace)
         pid = start(spec)
         # Flower's commands are Python scripts: the process's argv[0] is the interpreter, which
         # /proc shows only once the kernel has finished the exec.
         executable = ""
         for _ in range(100):
-            executable = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            executable = program_of(pid)
             if executable:
                 break
             time.sleep(0.01)
         self.processes.append((pid, executable))
+        return pid
 
     def start_superlink(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if port_in_use(self.base_port):
+        if port_in_use(self.base_port, self.superlink.address):
             raise DeploymentError(f"port {self.base_port} is in use; choose another --flower-port")
-        ca, cert, key = _superlink_tls(self.root / "tls")
+        ca, cert, key = _superlink_tls(self.root / "tls", self.superlink.address)
         (self.root / "config.toml").write_text(
             f'[superlink]\ndefault = "fedledger"\n\n[superlink.fedledger]\naddress = "{self.address}"\n'
             f'root-certificates = "{ca}"\n')
-        self._start(self.root / "logs" / "superlink.log",
-                    [_tool("flower-superlink"), "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert),
-                     "--ssl-keyfile", str(key), "--enable-supernode-auth", "--disable-runtime-dependency-installation",
-                     "--host", "127.0.0.1", "--port", str(self.base_port),
-                     "--database", str(self.root / "superlink.db")], self.root)
-        self._wait_port(self.base_port, "the SuperLink", self.root / "logs" / "superlink.log")
+        log = self.root / "logs" / "superlink.log"
+        pid = self._start(log, [_tool("flower-superlink"), "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert),
+                                "--ssl-keyfile", str(key), "--enable-supernode-auth",
+                                "--disable-runtime-dependency-installation", "--host", self.superlink.address,
+                                "--port", str(self.base_port), "--database", str(self.root / "superlink.db")],
+                          self.root, self.superlink)
+        self._wait_listening(pid, self.superlink.address, self.base_port, "the SuperLink", log)
 
     def register_node(self, company: str, public_key: str) -> None:
         """Admit the SuperNode holding ``public_key`` (OpenSSH, as its company recorded it on the ledger)."""
         key_file = self.root / "nodes" / f"{company}.pub"
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(public_key.strip() + "\n")
-        done = subprocess.run([_tool("flwr"), "supernode", "register", str(key_file), "fedledger", "--name", company],
+        done = subprocess.run(self.superlink.command([_tool("flwr"), "supernode", "register", str(key_file),
+                                                      "fedledger", "--name", company]),
                               env={**os.environ, **self._env(self.root)}, capture_output=True, text=True,
                               cwd=self.root, timeout=60)
         if done.returncode != 0:
@@ -162,28 +184,33 @@ class FlowerDeployment:
                                   f"{(done.stdout + done.stderr).strip()[-400:]}")
 
     def start_supernode(self, company: str, *, home: Path, node_key: Path, index: int,
-                        node_config: dict[str, Any]) -> None:
-        """Start ``company``'s SuperNode from its own home, signing with its node key, trusting the SuperLink's CA."""
+                        node_config: dict[str, Any], placement: Placement = LOCAL) -> None:
+        """Start ``company``'s SuperNode from its own home where ``placement`` says, signing with its node
+        key, trusting the SuperLink's CA.
+
+        Its runtime API (where its own ClientApps fetch their work) is on 127.0.0.1: its own
+        loopback, which on a host of its own nobody else shares.
+        """
         port = self.base_port + 10 + index
-        if port_in_use(port):
+        if placement.local and port_in_use(port):
             raise DeploymentError(f"port {port} for {company}'s SuperNode is in use; choose another flower port")
         flower = home / "flower"
         flower.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The SuperLink's CA certificate is public: the company keeps its own copy.
         (flower / "superlink-ca.crt").write_bytes(self.ca_file.read_bytes())
         log = flower / "logs" / "supernode.log"
-        self._start(log, [_tool("flower-supernode"), "--superlink", self.address,
-                          "--root-certificates", str(flower / "superlink-ca.crt"),
-                          "--auth-supernode-private-key", str(node_key), "--host", "127.0.0.1",
-                          "--port", str(port), "--node-config", _pairs(node_config)], flower)
-        self._wait_port(port, f"{company}'s SuperNode", log)
+        pid = self._start(log, [_tool("flower-supernode"), "--superlink", self.address,
+                                "--root-certificates", str(flower / "superlink-ca.crt"),
+                                "--auth-supernode-private-key", str(node_key), "--host", LOCAL.address,
+                                "--port", str(port), "--node-config", _pairs(node_config)], flower, placement)
+        self._wait_listening(pid, LOCAL.address, port, f"{company}'s SuperNode", log)
 
-    def _wait_port(self, port: int, what: str, log: Path, timeout: float = 60) -> None:
-        from fedledger.network.processes import running
-
+    def _wait_listening(self, pid: int, host: str, port: int, what: str, log: Path, timeout: float = 60) -> None:
+        """Wait until ``pid``'s namespace listens on ``host:port`` (seen in /proc, so a namespace's own
+        loopback too)."""
         deadline = time.monotonic() + timeout
-        while not port_in_use(port):
-            if not all(running(pid, exe) for pid, exe in self.processes):
+        while not listening(pid, host, port):
+            if not all(running(other, exe) for other, exe in self.processes):
                 raise DeploymentError(f"{what} exited before listening on port {port}: "
                                       f"{log_tail(str(log))}")
             if time.monotonic() > deadline:
@@ -199,8 +226,8 @@ class FlowerDeployment:
         """
         argv = [_tool("flwr"), "run", str(app), "fedledger", "--stream", "--run-config", _pairs(run_config)]
         lines: list[str] = []
-        process = subprocess.Popen(argv, env={**os.environ, **self._env(self.root)}, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, cwd=self.root)
+        process = subprocess.Popen(self.superlink.command(argv), env={**os.environ, **self._env(self.root)},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.root)
         timer = threading.Timer(timeout, process.kill)
         timer.start()
         try:
