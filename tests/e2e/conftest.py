@@ -31,8 +31,9 @@ class CliNetwork:
         return done
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
+        # A session of its own, so a test can stop it with everything it started (os.killpg).
         return subprocess.Popen([sys.executable, "-m", "fedledger.cli.app", *args, "--home", str(self.home)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 @pytest.fixture(scope="session")

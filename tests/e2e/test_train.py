@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -331,3 +332,66 @@ def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_membe
     rounds = json.loads(out)["rounds"]
     assert rounds[2]["failovers"][0]["from"] == "warehouse-co" and rounds[2]["decrypted_by"] == ["carrier-co"]
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1
+
+
+def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
+        cli_network: CliNetwork, trained: dict[str, Any], tmp_path: Any) -> None:
+    from tests.integration.conftest import free_base_port
+
+    task_file = tmp_path / "by-hand.toml"
+    task_file.write_text('''
+task-id = "e2e-by-hand"
+model = "breast-cancer-logreg"
+rounds = 1
+participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
+committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
+aggregator = "warehouse-co"
+dealer = "kmc"
+threshold = 2
+quorum = 2
+min-participants = 3
+max-weight = 200
+epsilon-budget = 1000.0
+delta = 0.00001
+clip-norm = 4.0
+noise-multiplier = 0.1
+key-bits = 1024
+''')
+    cli_network.run("task", "create", str(task_file), "--as", "coordinator")
+    cli_network.run("node", "deal", "e2e-by-hand", "--as", "kmc")
+    port = free_base_port(1, start=37000)
+    progress = tmp_path / "coordinator.log"
+    with open(progress, "w") as log:
+        coordinator = subprocess.Popen(
+            [sys.executable, "-m", "fedledger.cli.app", "task", "run", "e2e-by-hand", "--as", "coordinator", "--home",
+             str(cli_network.home), "--listen", f"127.0.0.1:{port}", "--round-timeout", "120", "--json"],
+            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+    ca = cli_network.party("coordinator") / "runs" / "e2e-by-hand" / "flower" / "tls" / "ca.crt"
+    nodes: list[subprocess.Popen[Any]] = []
+    try:
+        # The companies start their nodes once the coordinator says its SuperLink admits them.
+        deadline = time.monotonic() + 120
+        while "admits" not in progress.read_text() and time.monotonic() < deadline and coordinator.poll() is None:
+            time.sleep(0.2)
+        for index, company in enumerate(("manufacturer-co", "warehouse-co", "carrier-co")):
+            # Each company's own command; its SuperNode logs to a file (a pipe nobody reads would fill).
+            with open(tmp_path / f"{company}.log", "w") as log:
+                nodes.append(subprocess.Popen(
+                    [sys.executable, "-m", "fedledger.cli.app", "node", "start", "--as", company, "--home",
+                     str(cli_network.home), "--superlink", f"127.0.0.1:{port}", "--superlink-ca", str(ca),
+                     "--port", str(port + 10 + index), "--partition-id", str(index), "--num-partitions", "3"],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        out, _ = coordinator.communicate(timeout=600)
+    finally:
+        for process in [coordinator, *nodes]:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=30)
+    err = progress.read_text()
+    assert coordinator.returncode == 0, err[-3000:]
+    rounds = json.loads(out)["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["leader"] == "warehouse-co"
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        assert session.ledger.get_round("e2e-by-hand", 1)["model_sha256"] == rounds[1]["model_sha256"]

@@ -1,8 +1,11 @@
-"""``fedledger node init | deal``: what a party runs on its own machine, from its own home.
+"""``fedledger node init | start | deal``: what a party runs on its own machine, from its own home.
 
 - ``node init``: enroll with the one-time secret the org's CA admin gave (read from standard
   input, never from the command line), record the party on the ledger and, for a company, the
   public halves of its sealing and Flower node keys (kept 0600 in its home);
+- ``node start``: a company runs its Flower SuperNode from its own home, signing with its node key
+  and trusting the coordinator's SuperLink CA; its ClientApp then does everything the company does
+  in a task (train, aggregate as leader, verify, vote, decrypt);
 - ``node deal TASK``: the dealer (key management party) deals a task's threshold key, each share
   sealed to its committee member; it keeps nothing.
 """
@@ -36,6 +39,17 @@ def register(nouns: Any) -> None:
     init.add_argument("--json", action="store_true", help="print one JSON document")
     init.set_defaults(run=run_init)
 
+    start = verbs.add_parser("start", help="as a company: run its Flower SuperNode from its own home (foreground)")
+    add_common(start, identity=True, json=False)
+    start.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the coordinator's SuperLink")
+    start.add_argument("--superlink-ca", type=Path, required=True,
+                       help="the coordinator's SuperLink CA certificate (public; `fedledger task run` prints it)")
+    start.add_argument("--port", type=int, default=9094, help="this node's own runtime API port, on its loopback")
+    start.add_argument("--data-path", default="", help="where this company's data is (models that load from a path)")
+    start.add_argument("--partition-id", type=int, default=0, help="the demo's split of a bundled dataset: this part")
+    start.add_argument("--num-partitions", type=int, default=1, help="the demo's split: how many parts")
+    start.set_defaults(run=run_start)
+
     deal = verbs.add_parser("deal", help="as the task's dealer: deal its threshold key to the committee")
     add_common(deal, identity=True)
     deal.add_argument("task_id")
@@ -64,6 +78,31 @@ def run_init(args: argparse.Namespace) -> int:
     else:
         print(f"{args.name}: enrolled in {record['msp_id']} from {args.home}, roles {','.join(record['roles'])}")
     return 0
+
+
+def run_start(args: argparse.Namespace) -> int:
+    import os
+
+    from fedledger.fl.party import PartyKind
+    from fedledger.node.deployment import flower_env, supernode_argv
+
+    home = party_of(args)
+    if home.kind is not PartyKind.COMPANY:
+        raise FedLedgerError(f"{home.root} is the home of {home.name}, a {home.kind}: only a company runs a node")
+    if not args.superlink_ca.is_file():
+        raise FedLedgerError(f"no SuperLink CA certificate at {args.superlink_ca}")
+    node_config: dict[str, object] = {"home": str(home.root), "partition-id": args.partition_id,
+                                      "num-partitions": args.num_partitions}
+    if args.data_path:
+        node_config["data-path"] = args.data_path
+    argv = supernode_argv(superlink=args.superlink, ca_file=args.superlink_ca.resolve(), node_key=home.node_key_path,
+                          port=args.port, node_config=node_config)
+    flower = home.root / "flower"
+    flower.mkdir(mode=0o700, exist_ok=True)
+    print(f"{home.name}: SuperNode for {args.superlink} from {home.root}", file=sys.stderr, flush=True)
+    os.chdir(flower)
+    # The CLI becomes the SuperNode: its exit code, signals and logs are the node's.
+    os.execve(argv[0], argv, {**os.environ, **flower_env(flower)})
 
 
 def run_deal(args: argparse.Namespace) -> int:

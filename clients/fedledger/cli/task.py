@@ -1,4 +1,4 @@
-"""``fedledger task create | show`` and ``fedledger round show``: tasks and rounds on the ledger."""
+"""``fedledger task create | show | run`` and ``fedledger round show``: tasks and rounds on the ledger."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from fedledger.errors import FedLedgerError
 from fedledger.cli.options import add_common, party_of
+from fedledger.fl.config import RunConfig
 from fedledger.fl.party import PartyHome
 
 # Task file keys (kebab-case TOML, or the same keys in JSON) and their TaskSpec fields.
@@ -34,6 +35,17 @@ def register(nouns: Any) -> None:
     add_common(show, identity=True)
     show.add_argument("task_id")
     show.set_defaults(run=run_show)
+
+    run = verbs.add_parser("run", help="as the coordinator: serve Flower's SuperLink and run a dealt task's rounds")
+    add_common(run, identity=True)
+    run.add_argument("task_id")
+    run.add_argument("--listen", default="127.0.0.1:9092", metavar="HOST:PORT",
+                     help="the SuperLink's address, which the companies' nodes dial (its TLS certificate names HOST)")
+    for option, default in sorted(RunConfig().to_flower().items()):
+        if option not in ("home", "task-id", "metrics-json"):
+            run.add_argument(f"--{option}", dest=option.replace("-", "_"), type=type(default), default=default,
+                             help=f"the run's {option} (default {default}; see fl/config.py)")
+    run.set_defaults(run=run_task)
 
     round_ = nouns.add_parser("round", help="show a task's rounds")
     round_verbs = round_.add_subparsers(dest="verb", required=True, metavar="<verb>")
@@ -111,6 +123,43 @@ def _show_task(home: PartyHome, task_id: str, *, as_json: bool) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     return _show_task(party_of(args), args.task_id, as_json=args.json)
+
+
+def run_task(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from fedledger.fl.company import CompanySession
+    from fedledger.network.hosts import Placement
+    from fedledger.node.demo import coordinate
+    from fedledger.node.deployment import FlowerDeployment
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise FedLedgerError(f"--listen {args.listen!r} is not HOST:PORT")
+    home = party_of(args)
+    run = RunConfig.from_flower({f.name.replace("_", "-"): getattr(args, f.name) for f in fields(RunConfig)
+                                 if f.name not in ("home", "task_id", "metrics_json")} | {"task-id": args.task_id})
+    with CompanySession.open(home) as session:
+        task = session.ledger.get_task(args.task_id)
+        companies = sorted(set(task["participants"]) | set(task["committee"]))
+        deployment = FlowerDeployment(home.root / "runs" / args.task_id, int(port), superlink=Placement(address=host))
+        try:
+            deployment.start_superlink()
+            deployment.admit(session.ledger, companies)
+            print(f"  SuperLink at {deployment.address} admits {', '.join(companies)}; each starts its node with "
+                  f"`fedledger node start --party-home HOME --superlink {deployment.address} --superlink-ca "
+                  f"{deployment.ca_file}` (the CA certificate is public)", file=sys.stderr, flush=True)
+            metrics = coordinate(deployment, home, run, rounds=task["rounds"],
+                                 progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+        finally:
+            deployment.stop()
+    if args.json:
+        print(json.dumps(metrics, sort_keys=True))
+    else:
+        for r in metrics["rounds"]:
+            print(f"round {r['round']}: accuracy {r['accuracy']:.4f} epsilon {r['epsilon']:.3f} "
+                  f"model {r['model_sha256'][:16]}")
+    return 0
 
 
 def run_round_show(args: argparse.Namespace) -> int:

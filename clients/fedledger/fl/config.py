@@ -54,13 +54,15 @@ class RunConfig:
     partitioner: Partitioner = Partitioner.IID
     alpha: float = 0.5
     round_timeout: float = 300.0
+    connect_timeout: float = 60.0
     label_epsilon: float = 0.0
     dp_sgd_noise: float = 0.0
     dp_sgd_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.round_timeout <= 0:
-            raise RunConfigError("local-epochs, batch-size, lr and round-timeout must be positive")
+        if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.round_timeout <= 0 \
+                or self.connect_timeout <= 0:
+            raise RunConfigError("local-epochs, batch-size, lr, round-timeout and connect-timeout must be positive")
         if self.alpha <= 0 or self.label_epsilon < 0 or self.dp_sgd_noise < 0 or self.dp_sgd_clip <= 0:
             raise RunConfigError("alpha and dp-sgd-clip must be positive; label-epsilon and dp-sgd-noise not negative")
 

@@ -148,7 +148,7 @@ class Coordinator:
     def connect_nodes(self) -> None:
         """Map Flower nodes to companies: each proves it holds the node key its company put on the ledger."""
         wanted = set(self.plan.participants) | set(self.plan.committee)
-        deadline = time.monotonic() + min(self.config.round_timeout, 60)
+        deadline = time.monotonic() + self.config.connect_timeout
         refused: dict[int, str] = {}
         while time.monotonic() < deadline and not wanted <= set(self.nodes.values()):
             fresh = {n: str(n) for n in self.grid.get_node_ids() if n not in self.nodes and n not in refused}

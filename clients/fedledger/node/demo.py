@@ -184,32 +184,22 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
     run_root = coordinator.root / "runs" / task_id
     flower_port = config.flower_port or net.config.base_port + 900
     deployment = FlowerDeployment(run_root, flower_port, superlink=config.coordinator.placement)
-    metrics_path = run_root / "metrics.json"
     try:
         progress(f"starting Flower: {config.coordinator.name}'s SuperLink (TLS, SuperNode authentication) and "
                  "one SuperNode per company")
         deployment.start_superlink()
-        # The allow list comes from the ledger: each company's node key, as it recorded it itself.
         with CompanySession.open(coordinator) as session:
-            node_keys = {name: str(session.ledger.get_company(name).get("node_key", "")) for name in names}
+            deployment.admit(session.ledger, names)
         for index, company in enumerate(config.companies):
             name, home = company.name, homes[company.name]
-            deployment.register_node(name, node_keys[name])
             deployment.start_supernode(name, home=home.root, node_key=home.node_key_path, index=index,
                                        node_config={"home": str(home.root), "partition-id": index,
                                                     "num-partitions": len(names)}, placement=company.placement)
-        run = replace(config.run, home=str(coordinator.root), task_id=task_id, metrics_json=str(metrics_path))
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
-        deployment.run(REPO, run.to_flower(), timeout=run.round_timeout * (config.rounds + 1), progress=progress)
+        metrics = coordinate(deployment, coordinator, replace(config.run, task_id=task_id), rounds=config.rounds,
+                             progress=progress)
     finally:
         deployment.stop()
-    if not metrics_path.exists():
-        raise FedLedgerError(f"the run wrote no metrics; see {deployment.root / 'logs'}")
-    metrics = json.loads(metrics_path.read_text())
-    failed = [r["error"] for r in metrics["rounds"] if "error" in r]
-    if failed:
-        raise FedLedgerError(f"task {task_id} failed: {failed[0]} (logs: {deployment.root / 'logs'})")
-    metrics["rounds"] = [r for r in metrics["rounds"] if "round" in r]
     final = metrics["rounds"][-1]
     model = model_from_bytes(coordinator.store.get(final["model_sha256"]))
     model_path = run_root / "model.f32"
@@ -217,6 +207,26 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
     all_homes = {config.coordinator.name: coordinator.root, config.dealer.name: dealer.root,
                  **{n: h.root for n, h in homes.items()}}
     return TrainingResult(task_id, metrics, model_path, final["model_sha256"], time.monotonic() - began, all_homes)
+
+
+def coordinate(deployment: FlowerDeployment, coordinator: PartyHome, run: RunConfig, *, rounds: int,
+               progress: Progress) -> dict[str, Any]:
+    """As the coordinator, run task ``run.task_id`` on ``deployment``'s SuperLink; return its metrics.
+
+    The SuperLink is up and the companies' nodes admitted (``FlowerDeployment.admit``); the
+    ServerApp works from the coordinator's home. Raises if the run failed, naming why.
+    """
+    metrics_path = deployment.home / "metrics.json"
+    run = replace(run, home=str(coordinator.root), metrics_json=str(metrics_path))
+    deployment.run(REPO, run.to_flower(), timeout=run.connect_timeout + run.round_timeout * rounds, progress=progress)
+    if not metrics_path.exists():
+        raise FedLedgerError(f"the run wrote no metrics; see {deployment.root / 'logs'}")
+    metrics: dict[str, Any] = json.loads(metrics_path.read_text())
+    failed = [r["error"] for r in metrics["rounds"] if "error" in r]
+    if failed:
+        raise FedLedgerError(f"task {run.task_id} failed: {failed[0]} (logs: {deployment.root / 'logs'})")
+    metrics["rounds"] = [r for r in metrics["rounds"] if "round" in r]
+    return metrics
 
 
 def calibrate_noise(epsilon_budget: float, delta: float, rounds: int) -> float:

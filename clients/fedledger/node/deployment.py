@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.errors import FedLedgerError
+from fedledger.fabric.ledger import Ledger
 from fedledger.network.hosts import LOCAL, Placement
 from fedledger.network.processes import ProcessSpec, listening, log_tail, port_in_use, program_of, running, start, stop
 
@@ -107,6 +108,23 @@ def _superlink_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
     return ca_file, cert_file, key_file
 
 
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """The environment every Flower process of a party runs with (its own FLWR_HOME, no telemetry)."""
+    return {"FLWR_HOME": str(flwr_home), "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1"}
+
+
+def supernode_argv(*, superlink: str, ca_file: Path, node_key: Path, port: int,
+                   node_config: dict[str, Any]) -> list[str]:
+    """A company's SuperNode: dials ``superlink`` over TLS (trusting ``ca_file``), signs with its node key.
+
+    Its runtime API, where its own ClientApps fetch their work, is on its own 127.0.0.1:``port``.
+    """
+    return [_tool("flower-supernode"), "--superlink", superlink, "--root-certificates", str(ca_file),
+            "--auth-supernode-private-key", str(node_key), "--host", LOCAL.address, "--port", str(port),
+            "--node-config", _pairs(node_config)]
+
+
 @dataclass
 class FlowerDeployment:
     """A SuperLink (the coordinator's) and SuperNodes (each company's) for one run, stopped together.
@@ -135,13 +153,9 @@ class FlowerDeployment:
         """The SuperLink's one HTTPS endpoint: its Fleet, Control and runtime APIs."""
         return f"{self.superlink.address}:{self.base_port}"
 
-    def _env(self, flwr_home: Path) -> dict[str, str]:
-        return {"FLWR_HOME": str(flwr_home), "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0",
-                "FLWR_DISABLE_UPDATE_CHECK": "1"}
-
     def _start(self, log: Path, argv: list[str], flwr_home: Path, placement: Placement) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
-        spec = ProcessSpec(tuple(argv), self._env(flwr_home), str(log), str(flwr_home), placement.namespace)
+        spec = ProcessSpec(tuple(argv), flower_env(flwr_home), str(log), str(flwr_home), placement.namespace)
         pid = start(spec)
         # Flower's commands are Python scripts: the process's argv[0] is the interpreter, which
         # /proc shows only once the kernel has finished the exec.
@@ -177,7 +191,7 @@ class FlowerDeployment:
         key_file.write_text(public_key.strip() + "\n")
         done = subprocess.run(self.superlink.command([_tool("flwr"), "supernode", "register", str(key_file),
                                                       "fedledger", "--name", company]),
-                              env={**os.environ, **self._env(self.root)}, capture_output=True, text=True,
+                              env={**os.environ, **flower_env(self.root)}, capture_output=True, text=True,
                               cwd=self.root, timeout=60)
         if done.returncode != 0:
             raise DeploymentError(f"the SuperLink did not admit {company}'s node key: "
@@ -199,11 +213,18 @@ class FlowerDeployment:
         # The SuperLink's CA certificate is public: the company keeps its own copy.
         (flower / "superlink-ca.crt").write_bytes(self.ca_file.read_bytes())
         log = flower / "logs" / "supernode.log"
-        pid = self._start(log, [_tool("flower-supernode"), "--superlink", self.address,
-                                "--root-certificates", str(flower / "superlink-ca.crt"),
-                                "--auth-supernode-private-key", str(node_key), "--host", LOCAL.address,
-                                "--port", str(port), "--node-config", _pairs(node_config)], flower, placement)
+        pid = self._start(log, supernode_argv(superlink=self.address, ca_file=flower / "superlink-ca.crt",
+                                              node_key=node_key, port=port, node_config=node_config), flower, placement)
         self._wait_listening(pid, LOCAL.address, port, f"{company}'s SuperNode", log)
+
+    def admit(self, ledger: Ledger, companies: list[str]) -> None:
+        """Admit each company's node by the node key it recorded on the ledger itself (the allow list)."""
+        for company in companies:
+            node_key = str(ledger.get_company(company).get("node_key", ""))
+            if not node_key:
+                raise DeploymentError(f"{company} has recorded no node key on the ledger: it must run "
+                                      "`fedledger node init` first")
+            self.register_node(company, node_key)
 
     def _wait_listening(self, pid: int, host: str, port: int, what: str, log: Path, timeout: float = 60) -> None:
         """Wait until ``pid``'s namespace listens on ``host:port`` (seen in /proc, so a namespace's own
@@ -226,7 +247,7 @@ class FlowerDeployment:
         """
         argv = [_tool("flwr"), "run", str(app), "fedledger", "--stream", "--run-config", _pairs(run_config)]
         lines: list[str] = []
-        process = subprocess.Popen(self.superlink.command(argv), env={**os.environ, **self._env(self.root)},
+        process = subprocess.Popen(self.superlink.command(argv), env={**os.environ, **flower_env(self.root)},
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.root)
         timer = threading.Timer(timeout, process.kill)
         timer.start()
