@@ -387,16 +387,9 @@ func requireEscrow(task *Task, lacking string) error {
 // there is none the failover is refused. The members then release their escrow shares to it
 // (ReleaseEscrowShare) so that it can rebuild the key.
 func (c *Contract) FailoverMaster(ctx contractapi.TransactionContextInterface, taskID, reason string) error {
-	task, err := loadTask(ctx, taskID)
+	task, err := taskOfPublisher(ctx, taskID, "fail over the master of task "+taskID)
 	if err != nil {
 		return err
-	}
-	publisher, err := actingCompany(ctx, RolePublisher)
-	if err != nil {
-		return err
-	}
-	if publisher.Name != task.Publisher {
-		return fmt.Errorf("only the task's publisher %s may fail over the master of task %s", task.Publisher, taskID)
 	}
 	if err := requireEscrow(task, "no master to fail over"); err != nil {
 		return err

@@ -155,21 +155,31 @@ func (b *companyBook) save() error {
 	return nil
 }
 
+// taskOfPublisher loads a task for a transaction only its publisher may make (what it may do, for
+// the refusal).
+func taskOfPublisher(ctx contractapi.TransactionContextInterface, taskID, what string) (*Task, error) {
+	task, err := loadTask(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	publisher, err := actingCompany(ctx, RolePublisher)
+	if err != nil {
+		return nil, err
+	}
+	if publisher.Name != task.Publisher {
+		return nil, fmt.Errorf("only the task's publisher %s may %s", task.Publisher, what)
+	}
+	return task, nil
+}
+
 // OpenRound opens round n of a task; only the task's publisher may, and only once the task's
 // dealer has dealt its key. epsilonAfter is the cumulative epsilon the task will have spent once
 // this round closes (from the client's RDP accountant): a round that would pass the task's
 // budget cannot be opened.
 func (c *Contract) OpenRound(ctx contractapi.TransactionContextInterface, taskID string, n int, epsilonAfter string) error {
-	task, err := loadTask(ctx, taskID)
+	task, err := taskOfPublisher(ctx, taskID, "open its rounds")
 	if err != nil {
 		return err
-	}
-	publisher, err := actingCompany(ctx, RolePublisher)
-	if err != nil {
-		return err
-	}
-	if publisher.Name != task.Publisher {
-		return fmt.Errorf("only the task's publisher %s may open its rounds", task.Publisher)
 	}
 	if task.Status == TaskAwaitingKey {
 		return errors.New(awaitingKey(task))

@@ -88,7 +88,6 @@ from fedledger.crypto._shamir import (
     field_prime,
     integer_coefficient_bound,
     integer_lagrange_at_zero,
-    interpolate_at_zero,
     lagrange_at_zero,
     share,
     share_integer,

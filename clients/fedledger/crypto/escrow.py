@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import gmpy2
 from gmpy2 import mpz
 
 from fedledger.crypto._numbers import evaluate_polynomial, random_below
+from fedledger.crypto._shamir import interpolate_at_zero
 from fedledger.crypto.paillier import PrivateKey, PublicKey
 from fedledger.errors import CryptoError, KeyRecoveryError
 
@@ -95,15 +95,7 @@ def recover_private_key(
     if len(good) < record.threshold:
         detail = "; ".join(bad) if bad else "no invalid shares"
         raise KeyRecoveryError(f"{len(good)} valid shares, {record.threshold} needed ({detail})")
-    subset = sorted(good)[: record.threshold]
-    p = mpz(0)
-    for i in subset:
-        num, den = mpz(1), mpz(1)
-        for j in subset:
-            if j != i:
-                num = num * j % FIELD_PRIME
-                den = den * (j - i) % FIELD_PRIME
-        p = (p + good[i] * num * gmpy2.invert(den, FIELD_PRIME)) % FIELD_PRIME
+    p = interpolate_at_zero({i: good[i] for i in sorted(good)[: record.threshold]}, FIELD_PRIME)
     n = public_key.n
     if not 1 < p < n or n % p:
         raise KeyRecoveryError("the shares do not rebuild a factor of this key's modulus")
