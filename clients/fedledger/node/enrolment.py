@@ -14,8 +14,7 @@ from fedledger.errors import FedLedgerError
 from fedledger.fabric.ca import CAClient
 from fedledger.fl.company import CompanySession
 from fedledger.fl.party import PartyHome, PartyKind
-
-ROLE_ATTRIBUTE = "fedledger.role"
+from fedledger.network.pki import ROLE_ATTRIBUTE
 
 
 def init_party(home: PartyHome, *, name: str, kind: PartyKind, org: str, profile: dict[str, Any],
