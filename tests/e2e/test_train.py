@@ -26,6 +26,29 @@ COMMON = ("--key-bits", "1024", "--epsilon", "1000", "--noise-multiplier", str(N
           "--round-timeout", "120")
 
 
+def write_task_file(path: Any, *, task_id: str, rounds: int, epsilon_budget: float, noise_multiplier: float,
+                    aggregator: str = "manufacturer-co", min_participants: int = 2, extra: str = "") -> Any:
+    """A TOML task file for the three demo companies, dealt by kmc, as a publisher writes one."""
+    path.write_text(f'''
+task-id = "{task_id}"
+model = "breast-cancer-logreg"
+rounds = {rounds}
+participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
+committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
+aggregator = "{aggregator}"
+dealer = "kmc"
+threshold = 2
+quorum = 2
+min-participants = {min_participants}
+{extra}epsilon-budget = {epsilon_budget}
+delta = 0.00001
+clip-norm = 4.0
+noise-multiplier = {noise_multiplier}
+key-bits = 1024
+''')
+    return path
+
+
 @pytest.fixture(scope="module")
 def trained(cli_network: CliNetwork) -> dict[str, Any]:
     done = cli_network.run("train", "--task-id", "e2e-train", "--rounds", "2", "--json", *COMMON)
@@ -173,24 +196,8 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
 
 def test_task_create_from_a_file_then_task_and_round_show(cli_network: CliNetwork, trained: dict[str, Any],
                                                           tmp_path: Any) -> None:
-    task_file = tmp_path / "task.toml"
-    task_file.write_text('''
-task-id = "e2e-file"
-model = "breast-cancer-logreg"
-rounds = 4
-participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
-committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
-aggregator = "manufacturer-co"
-dealer = "kmc"
-threshold = 2
-quorum = 2
-min-participants = 2
-epsilon-budget = 8.0
-delta = 0.00001
-clip-norm = 4.0
-noise-multiplier = 2.0
-key-bits = 1024
-''')
+    task_file = write_task_file(tmp_path / "task.toml", task_id="e2e-file", rounds=4, epsilon_budget=8.0,
+                                noise_multiplier=2.0)
 
     created = json.loads(cli_network.run("task", "create", str(task_file), "--as", "coordinator", "--json").stdout)
     shown = json.loads(cli_network.run("task", "show", "e2e-file", "--json").stdout)
@@ -338,25 +345,9 @@ def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
         cli_network: CliNetwork, trained: dict[str, Any], tmp_path: Any) -> None:
     from tests.integration.conftest import free_base_port
 
-    task_file = tmp_path / "by-hand.toml"
-    task_file.write_text('''
-task-id = "e2e-by-hand"
-model = "breast-cancer-logreg"
-rounds = 1
-participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
-committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
-aggregator = "warehouse-co"
-dealer = "kmc"
-threshold = 2
-quorum = 2
-min-participants = 3
-max-weight = 200
-epsilon-budget = 1000.0
-delta = 0.00001
-clip-norm = 4.0
-noise-multiplier = 0.1
-key-bits = 1024
-''')
+    task_file = write_task_file(tmp_path / "by-hand.toml", task_id="e2e-by-hand", rounds=1, aggregator="warehouse-co",
+                                min_participants=3, extra="max-weight = 200\n", epsilon_budget=1000.0,
+                                noise_multiplier=NOISE_MULTIPLIER)
     cli_network.run("task", "create", str(task_file), "--as", "coordinator")
     cli_network.run("node", "deal", "e2e-by-hand", "--as", "kmc")
     port = free_base_port(1, start=37000)
