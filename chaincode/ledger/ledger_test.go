@@ -111,11 +111,15 @@ func (c *consortium) get(t *testing.T, out any, fn string, args ...string) {
 }
 
 func genesis(mutate ...func(*Genesis)) string {
+	dp := DPSpec{
+		EpsilonBudget: "3", Delta: "0.00001", ClipNorm: "4", NoiseMultiplier: "1.1", NoiseMode: "distributed",
+		Unit: "record", SampleRate: "0.05", StepsPerRound: 1, LabelEpsilon: "0",
+	}
 	g := Genesis{
 		TaskID:              "mnist-1",
 		Model:               ModelSpec{Description: "small CNN on MNIST", InitialWeightsSHA256: strings.Repeat("ab", 32)},
 		Rounds:              2,
-		Privacy:             DPSpec{EpsilonBudget: "3", Delta: "0.00001", ClipNorm: "4", NoiseMultiplier: "1.1", NoiseMode: "distributed"},
+		Privacy:             dp,
 		Encryption:          HESpec{KeyCustody: "threshold", Threshold: 2, CommitteeSize: 3, Dealer: "kmc"},
 		Committee:           []string{"acme", "bolt", "cargo"},
 		Quorum:              2,
@@ -407,7 +411,35 @@ func TestGenesisIsValidated(t *testing.T) {
 		{"dp.epsilon_budget must be a decimal", func(g *Genesis) { g.Privacy.EpsilonBudget = "1e3" }},
 		{"dp.epsilon_budget must be positive", func(g *Genesis) { g.Privacy.EpsilonBudget = "0" }},
 		{"dp.delta", func(g *Genesis) { g.Privacy.Delta = "0.0000001" }},
-		{"dp.noise_mode", func(g *Genesis) { g.Privacy.NoiseMode = "both" }},
+		{`dp.noise_mode must be distributed or local for unit record, got "both"`, func(g *Genesis) { g.Privacy.NoiseMode = "both" }},
+		{`dp.label_epsilon must be a decimal`, func(g *Genesis) { g.Privacy.LabelEpsilon = "-1" }},
+		{`dp.label_epsilon must be a decimal`, func(g *Genesis) { g.Privacy.LabelEpsilon = "" }},
+		{`dp.unit must be record or company, got ""`, func(g *Genesis) { g.Privacy.Unit = "" }},
+		{`dp.unit must be record or company, got "patient"`, func(g *Genesis) { g.Privacy.Unit = "patient" }},
+		{`dp.noise_mode must be distributed or local for unit record, got "central"`, func(g *Genesis) { g.Privacy.NoiseMode = "central" }},
+		{`dp.sample_rate must be a decimal`, func(g *Genesis) { g.Privacy.SampleRate = "" }},
+		{`dp.sample_rate must be a decimal`, func(g *Genesis) { g.Privacy.SampleRate = "5e-2" }},
+		{`dp.sample_rate must be above 0 and at most 1 for unit record`, func(g *Genesis) { g.Privacy.SampleRate = "0" }},
+		{`dp.sample_rate must be above 0 and at most 1 for unit record (rates below 0.000001 count as 0), got "0.000000"`,
+			func(g *Genesis) { g.Privacy.SampleRate = "0.000000" }},
+		{`dp.sample_rate must be above 0 and at most 1 for unit record`, func(g *Genesis) { g.Privacy.SampleRate = "1.000001" }},
+		{`dp.steps_per_round must be 1 for noise_mode distributed, got 0`, func(g *Genesis) { g.Privacy.StepsPerRound = 0 }},
+		{`dp.steps_per_round must be 1 for noise_mode distributed, got 20`, func(g *Genesis) { g.Privacy.StepsPerRound = 20 }},
+		{`dp.steps_per_round must be between 1 and 10000 for noise_mode local, got 0`, func(g *Genesis) {
+			g.Privacy.NoiseMode, g.Privacy.StepsPerRound = "local", 0
+		}},
+		{`dp.steps_per_round must be between 1 and 10000 for noise_mode local, got 10001`, func(g *Genesis) {
+			g.Privacy.NoiseMode, g.Privacy.StepsPerRound = "local", 10_001
+		}},
+		{`dp.noise_mode must be central or distributed for unit company, got "local"`, func(g *Genesis) {
+			g.Privacy.Unit, g.Privacy.NoiseMode, g.Privacy.SampleRate = "company", "local", "1"
+		}},
+		{`dp.sample_rate must be 1 for unit company: every company takes part in every round`, func(g *Genesis) {
+			g.Privacy.Unit, g.Privacy.NoiseMode = "company", "central"
+		}},
+		{`dp.steps_per_round must be 1 for noise_mode central, got 2`, func(g *Genesis) {
+			g.Privacy.Unit, g.Privacy.NoiseMode, g.Privacy.SampleRate, g.Privacy.StepsPerRound = "company", "central", "1", 2
+		}},
 		{"he.paillier_n and he.public_key_sha256 are not part of a genesis", func(g *Genesis) { g.Encryption.PaillierN = strings.Repeat("c3", 128) }},
 		{"he.paillier_n and he.public_key_sha256 are not part of a genesis", func(g *Genesis) { g.Encryption.PublicKeySHA256 = hash("a") }},
 		{"he.key_custody must be threshold or escrow, got \"none\"", func(g *Genesis) { g.Encryption.KeyCustody = "none" }},
@@ -432,6 +464,32 @@ func TestGenesisIsValidated(t *testing.T) {
 	c.refused(t, "trailing data", c.publisher, "CreateTask", genesis()+"{}")
 	c.ok(t, c.publisher, "CreateTask", genesis())
 	c.refused(t, "task mnist-1 already exists", c.publisher, "CreateTask", genesis())
+}
+
+func TestGenesisAcceptsEachPrivacyUnitWithItsNoiseModes(t *testing.T) {
+	c := newConsortium(t)
+	for _, tc := range []struct {
+		taskID string
+		dp     DPSpec
+	}{
+		{"company-central", DPSpec{NoiseMode: "central", Unit: "company", SampleRate: "1", StepsPerRound: 1, LabelEpsilon: "0"}},
+		{"company-distributed", DPSpec{NoiseMode: "distributed", Unit: "company", SampleRate: "1.0", StepsPerRound: 1, LabelEpsilon: "0.5"}},
+		{"record-local", DPSpec{NoiseMode: "local", Unit: "record", SampleRate: "0.01", StepsPerRound: 20, LabelEpsilon: "2"}},
+		{"record-local-most", DPSpec{NoiseMode: "local", Unit: "record", SampleRate: "0.000001", StepsPerRound: 10_000, LabelEpsilon: "0"}},
+		{"record-distributed-all", DPSpec{NoiseMode: "distributed", Unit: "record", SampleRate: "1", StepsPerRound: 1, LabelEpsilon: "0"}},
+	} {
+		c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) {
+			dp := tc.dp
+			dp.EpsilonBudget, dp.Delta, dp.ClipNorm, dp.NoiseMultiplier = "3", "0.00001", "4", "1.1"
+			g.TaskID, g.Privacy = tc.taskID, dp
+		}))
+		var task Task
+		c.get(t, &task, "GetTask", tc.taskID)
+		if task.Privacy.Unit != tc.dp.Unit || task.Privacy.NoiseMode != tc.dp.NoiseMode || task.Privacy.SampleRate != tc.dp.SampleRate ||
+			task.Privacy.StepsPerRound != tc.dp.StepsPerRound || task.Privacy.LabelEpsilon != tc.dp.LabelEpsilon {
+			t.Fatalf("task %s kept dp %+v, want %+v", tc.taskID, task.Privacy, tc.dp)
+		}
+	}
 }
 
 func TestAVoteAfterTheQuorumIsRecordedAndNotPenalizedAtClose(t *testing.T) {

@@ -34,13 +34,43 @@ type ModelSpec struct {
 }
 
 // DPSpec holds the differential-privacy parameters; epsilon_budget bounds the whole task.
+//
+// Unit says what one unit of privacy protects: one record in any company's data (UnitRecord), or
+// a company's whole dataset (UnitCompany). SampleRate is the Poisson rate at which a step samples
+// records; under UnitCompany every company takes part in every round, so it is 1 (no
+// amplification by sampling). StepsPerRound is how many sampled-Gaussian steps a round composes:
+// one, unless each company runs DP-SGD itself (NoiseLocal). LabelEpsilon is the epsilon of the
+// randomized response each company applies to its labels once per task ("0": none); the
+// client's accountant books it into the total.
 type DPSpec struct {
 	EpsilonBudget   string `json:"epsilon_budget"`
 	Delta           string `json:"delta"`
 	ClipNorm        string `json:"clip_norm"`
 	NoiseMultiplier string `json:"noise_multiplier"`
 	NoiseMode       string `json:"noise_mode"`
+	Unit            string `json:"unit"`
+	SampleRate      string `json:"sample_rate"`
+	StepsPerRound   int    `json:"steps_per_round"`
+	LabelEpsilon    string `json:"label_epsilon"`
 }
+
+// Privacy units of a task (dp.unit).
+const (
+	UnitRecord  = "record"
+	UnitCompany = "company"
+)
+
+// Noise modes of a task (dp.noise_mode): each company adds its share of the noise to what it
+// encrypts (distributed), the leader adds it after decryption (central), or each company runs
+// DP-SGD on its own data (local).
+const (
+	NoiseDistributed = "distributed"
+	NoiseCentral     = "central"
+	NoiseLocal       = "local"
+)
+
+// maxStepsPerRound bounds dp.steps_per_round under local noise.
+const maxStepsPerRound = 10_000
 
 // HESpec says how the task's Paillier key is kept and who makes it. The genesis names the dealer;
 // the dealer's DealKey fills in the modulus and the public key's hash, which a genesis may not
@@ -123,13 +153,14 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 	// Ordered pairs, not a map: every peer must report the same first error.
 	for _, f := range [][2]string{
 		{"dp.delta", g.Privacy.Delta}, {"dp.clip_norm", g.Privacy.ClipNorm}, {"dp.noise_multiplier", g.Privacy.NoiseMultiplier},
+		{"dp.label_epsilon", g.Privacy.LabelEpsilon},
 	} {
 		if _, err := parseMicro(f[0], f[1]); err != nil {
 			return 0, err
 		}
 	}
-	if g.Privacy.NoiseMode != "central" && g.Privacy.NoiseMode != "distributed" {
-		return 0, fmt.Errorf("dp.noise_mode must be central or distributed, got %q", g.Privacy.NoiseMode)
+	if err := g.Privacy.validateAccounting(); err != nil {
+		return 0, err
 	}
 	if g.Encryption.PaillierN != "" || g.Encryption.PublicKeySHA256 != "" {
 		return 0, fmt.Errorf("he.paillier_n and he.public_key_sha256 are not part of a genesis: the dealer supplies the key with DealKey")
@@ -188,6 +219,46 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 		return 0, fmt.Errorf("initial_tokens, reward_per_round, penalty and reputation_threshold must not be negative")
 	}
 	return budget, nil
+}
+
+// validateAccounting checks the fields the clients' accountant composes: which noise modes and
+// sampling a privacy unit admits, and how many steps a round holds. Checked in a fixed order
+// (unit, noise_mode, sample_rate, steps_per_round) so every peer reports the same first error.
+func (dp *DPSpec) validateAccounting() error {
+	var modes [2]string
+	switch dp.Unit {
+	case UnitCompany:
+		modes = [2]string{NoiseCentral, NoiseDistributed}
+	case UnitRecord:
+		modes = [2]string{NoiseDistributed, NoiseLocal}
+	default:
+		return fmt.Errorf("dp.unit must be record or company, got %q", dp.Unit)
+	}
+	if dp.NoiseMode != modes[0] && dp.NoiseMode != modes[1] {
+		return fmt.Errorf("dp.noise_mode must be %s or %s for unit %s, got %q", modes[0], modes[1], dp.Unit, dp.NoiseMode)
+	}
+	rate, err := parseMicro("dp.sample_rate", dp.SampleRate)
+	if err != nil {
+		return err
+	}
+	switch {
+	case dp.Unit == UnitCompany && rate != microScale:
+		// Sampling amplifies privacy only when a unit may sit a step out unseen; a company may not.
+		return fmt.Errorf("dp.sample_rate must be 1 for unit company: every company takes part in every round, so there is no sampling to amplify privacy; got %q",
+			dp.SampleRate)
+	case rate <= 0 || rate > microScale:
+		return fmt.Errorf("dp.sample_rate must be above 0 and at most 1 for unit record (rates below 0.000001 count as 0), got %q",
+			dp.SampleRate)
+	}
+	if dp.NoiseMode == NoiseLocal {
+		if dp.StepsPerRound < 1 || dp.StepsPerRound > maxStepsPerRound {
+			return fmt.Errorf("dp.steps_per_round must be between 1 and %d for noise_mode local, got %d", maxStepsPerRound, dp.StepsPerRound)
+		}
+	} else if dp.StepsPerRound != 1 {
+		// One noised sum per round: there are no further steps to compose.
+		return fmt.Errorf("dp.steps_per_round must be 1 for noise_mode %s, got %d", dp.NoiseMode, dp.StepsPerRound)
+	}
+	return nil
 }
 
 // checkPlaces keeps the task's powers apart: the aggregator sits on the committee that checks

@@ -318,7 +318,8 @@ def genesis(task_id: str, members: Members, *, participants: list[Member] | None
         "model": {"description": "small CNN on MNIST", "initial_weights_sha256": sha(f"{task_id}/weights-0")},
         "rounds": rounds,
         "dp": {"epsilon_budget": epsilon_budget, "delta": fixed_point(DELTA), "clip_norm": "4",
-               "noise_multiplier": noise_multiplier, "noise_mode": "distributed"},
+               "noise_multiplier": noise_multiplier, "noise_mode": "distributed", "unit": "company",
+               "sample_rate": "1", "steps_per_round": 1, "label_epsilon": "0"},
         "he": {"key_custody": "threshold", "threshold": 2, "committee_size": len(committee),
                "dealer": members.dealer.company},
         "committee": [m.company for m in committee],
@@ -607,6 +608,27 @@ def test_a_genesis_whose_dealer_is_also_a_committee_member_is_refused_and_the_le
     with refused(f"the dealer ledger-kmc may hold no other role in task {task}: it is also a committee member",
                  snapshot):
         members.publisher.ledger.create_task(document)
+
+
+def test_a_genesis_whose_privacy_unit_does_not_admit_its_noise_or_sampling_is_refused_and_the_ledger_is_unchanged(
+        members: Members) -> None:
+    task = unique_task("dp-unit")
+
+    def snapshot() -> object:
+        with pytest.raises(GatewayError, match=re.escape(f"task {task} does not exist")):
+            members.publisher.ledger.get_task(task)
+        return members.channel_height(), members.publisher.ledger.get_task_history(task)
+
+    central_records = genesis(task, members)
+    central_records["dp"] |= {"unit": "record", "noise_mode": "central", "sample_rate": "0.05"}
+    sampled_companies = genesis(task, members)
+    sampled_companies["dp"] |= {"unit": "company", "noise_mode": "distributed", "sample_rate": "0.5"}
+
+    with refused('dp.noise_mode must be distributed or local for unit record, got "central"', snapshot):
+        members.publisher.ledger.create_task(central_records)
+    with refused('dp.sample_rate must be 1 for unit company: every company takes part in every round, so there is '
+                 'no sampling to amplify privacy; got "0.5"', snapshot):
+        members.publisher.ledger.create_task(sampled_companies)
 
 
 def test_a_round_cannot_open_before_the_key_is_dealt(members: Members) -> None:

@@ -16,11 +16,12 @@ from fedledger.fl.party import PartyHome
 
 # Task file keys (kebab-case TOML, or the same keys in JSON) and their TaskSpec fields.
 _FIELDS = {"task-id": "task_id", "model": "model", "rounds": "rounds", "participants": "participants",
-           "committee": "committee", "aggregator": "aggregator", "dealer": "dealer", "threshold": "threshold", "quorum": "quorum",
-           "min-participants": "min_participants", "max-weight": "max_weight", "epsilon-budget": "epsilon_budget",
-           "delta": "delta", "clip-norm": "clip_norm", "noise-multiplier": "noise_multiplier",
-           "noise-mode": "noise_mode", "key-bits": "key_bits", "key-custody": "custody", "master": "master",
-           "initial-tokens": "initial_tokens",
+           "committee": "committee", "aggregator": "aggregator", "dealer": "dealer", "threshold": "threshold",
+           "quorum": "quorum", "min-participants": "min_participants", "max-weight": "max_weight",
+           "epsilon-budget": "epsilon_budget", "delta": "delta", "clip-norm": "clip_norm",
+           "noise-multiplier": "noise_multiplier", "noise-mode": "noise_mode", "privacy-unit": "unit",
+           "sample-rate": "sample_rate", "steps-per-round": "steps_per_round", "label-epsilon": "label_epsilon",
+           "key-bits": "key_bits", "key-custody": "custody", "master": "master", "initial-tokens": "initial_tokens",
            "reward-per-round": "reward_per_round", "penalty": "penalty", "reputation-threshold": "reputation_threshold"}
 
 

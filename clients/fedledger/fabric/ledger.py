@@ -77,13 +77,24 @@ class ModelSpec(TypedDict):
 
 
 class DPSpec(TypedDict):
-    """Differential-privacy parameters; decimals are fixed-point strings."""
+    """Differential-privacy parameters; decimals are fixed-point strings.
+
+    ``unit`` (``record`` or ``company``) is what one unit of privacy protects. ``sample_rate`` is
+    the Poisson rate at which a step samples records ("1" under unit company: every company takes
+    part in every round). ``steps_per_round`` is how many sampled-Gaussian steps a round composes
+    (1 unless ``noise_mode`` is ``local``). ``label_epsilon`` is the epsilon of the label
+    randomized response each company applies once per task ("0": none).
+    """
 
     epsilon_budget: str
     delta: str
     clip_norm: str
     noise_multiplier: str
     noise_mode: str
+    unit: str
+    sample_rate: str
+    steps_per_round: int
+    label_epsilon: str
 
 
 class HESpec(TypedDict):

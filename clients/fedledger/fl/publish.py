@@ -20,12 +20,18 @@ from fedledger.errors import PrivacyError
 from fedledger.fabric.ledger import Genesis, HESpec, Ledger
 from fedledger.fl.artifacts import ArtifactStore
 from fedledger.fl.custody import Custody
-from fedledger.fl.rounds import Description, NoiseMode, model_bytes
+from fedledger.fl.rounds import Description, NoiseMode, PrivacyUnit, model_bytes
+
+# The noise modes each privacy unit admits (the chaincode's Genesis.validate, in its words).
+_MODES = {PrivacyUnit.COMPANY: (NoiseMode.CENTRAL, NoiseMode.DISTRIBUTED),
+          PrivacyUnit.RECORD: (NoiseMode.DISTRIBUTED, NoiseMode.LOCAL)}
+_MAX_STEPS_PER_ROUND = 10_000
 
 
 def _fixed(value: float) -> str:
     """A decimal for the ledger: a fixed-point string with at most 6 decimals, never a float."""
-    text = format(Decimal(repr(float(value))).quantize(Decimal("0.000001")).normalize(), "f")
+    # Adding 0 turns a -0 (a tiny negative rounded away) into the 0 the chaincode parses.
+    text = format((Decimal(repr(float(value))).quantize(Decimal("0.000001")) + 0).normalize(), "f")
     return text
 
 
@@ -50,6 +56,10 @@ class TaskSpec:
     clip_norm: float
     noise_multiplier: float
     noise_mode: NoiseMode = NoiseMode.DISTRIBUTED
+    unit: PrivacyUnit = PrivacyUnit.RECORD
+    sample_rate: float = 1.0
+    steps_per_round: int = 1
+    label_epsilon: float = 0.0
     key_bits: int = 2048
     custody: Custody = Custody.THRESHOLD
     master: str = ""
@@ -59,15 +69,43 @@ class TaskSpec:
     reputation_threshold: int = 500
 
     def __post_init__(self) -> None:
-        # Task files give plain strings: hold the enums, and refuse an unknown value by name.
-        for name, kind in (("noise_mode", NoiseMode), ("custody", Custody)):
+        # Task files give plain strings: hold the enums, and refuse an unknown value by its task-file key.
+        for name, key, kind in (("noise_mode", "noise-mode", NoiseMode), ("unit", "privacy-unit", PrivacyUnit),
+                                ("custody", "key-custody", Custody)):
             value = getattr(self, name)
             if value not in {str(v) for v in kind}:
-                raise PrivacyError(f"{name.replace('_', '-')} must be one of {', '.join(kind)}, not {value!r}")
+                raise PrivacyError(f"{key} must be one of {', '.join(kind)}, not {value!r}")
             object.__setattr__(self, name, kind(value))
         if self.clip_norm <= 0 or self.noise_multiplier < 0 or not 0 < self.delta < 1 or self.epsilon_budget <= 0:
             raise PrivacyError("clip norm and epsilon budget must be positive, noise multiplier not negative, "
                                "and delta in (0, 1)")
+        self._check_accounting()
+
+    def _check_accounting(self) -> None:
+        """Refuse what the chaincode would, in its order, so a bad task file fails before any transaction."""
+        if Decimal(_fixed(self.label_epsilon)) < 0:
+            raise PrivacyError(f"label-epsilon must be 0 (no label noise) or positive, not {self.label_epsilon}")
+        modes = _MODES[self.unit]
+        if self.noise_mode not in modes:
+            raise PrivacyError(f"noise-mode must be {' or '.join(modes)} for privacy-unit {self.unit}, "
+                               f"not {str(self.noise_mode)!r}")
+        # Judge the rate the ledger will see: _fixed keeps 6 decimals, so a rate below 0.000001 is 0.
+        rate = Decimal(_fixed(self.sample_rate))
+        if self.unit is PrivacyUnit.COMPANY and rate != 1:
+            raise PrivacyError(f"sample-rate must be 1 for privacy-unit company: every company takes part in every "
+                               f"round, so there is no sampling to amplify privacy; not {self.sample_rate}")
+        if not 0 < rate <= 1:
+            raise PrivacyError(f"sample-rate must be above 0 and at most 1 for privacy-unit record "
+                               f"(rates below 0.000001 count as 0), not {self.sample_rate}")
+        steps = self.steps_per_round
+        whole = isinstance(steps, int) and not isinstance(steps, bool)
+        if self.noise_mode is NoiseMode.LOCAL:
+            if not (whole and 1 <= steps <= _MAX_STEPS_PER_ROUND):
+                raise PrivacyError(f"steps-per-round must be a whole number from 1 to {_MAX_STEPS_PER_ROUND} "
+                                   f"for noise-mode local, not {steps!r}")
+        elif not (whole and steps == 1):
+            # One noised sum per round: there are no further steps to compose.
+            raise PrivacyError(f"steps-per-round must be 1 for noise-mode {self.noise_mode}, not {steps!r}")
 
     def genesis(self, *, initial_model_sha256: str) -> Genesis:
         """The task's genesis document, as ``CreateTask`` takes it."""
@@ -82,7 +120,9 @@ class TaskSpec:
             "rounds": self.rounds,
             "dp": {"epsilon_budget": _fixed(self.epsilon_budget), "delta": _fixed(self.delta),
                    "clip_norm": _fixed(self.clip_norm), "noise_multiplier": _fixed(self.noise_multiplier),
-                   "noise_mode": str(self.noise_mode)},
+                   "noise_mode": str(self.noise_mode), "unit": str(self.unit),
+                   "sample_rate": _fixed(self.sample_rate), "steps_per_round": int(self.steps_per_round),
+                   "label_epsilon": _fixed(self.label_epsilon)},
             "he": he,
             "committee": list(self.committee),
             "quorum": self.quorum,

@@ -79,7 +79,8 @@ def contract() -> RecordingContract:
 def genesis() -> dict[str, object]:
     return {
         "task_id": "mnist-1", "rounds": 2, "quorum": 2,
-        "dp": {"noise_mode": "central", "epsilon_budget": "3", "delta": "0.00001"},
+        "dp": {"noise_mode": "central", "epsilon_budget": "3", "delta": "0.00001", "unit": "company",
+               "sample_rate": "1", "steps_per_round": 1, "label_epsilon": "0"},
         "committee": ["cargo", "acme", "bolt"], "model": {"description": "CNN – MNIST"},
     }
 
@@ -148,7 +149,8 @@ def test_a_genesis_is_sent_as_canonical_json(contract: RecordingContract) -> Non
     (call,) = contract.calls
     assert call.name == "CreateTask"
     assert call.args == ('{"committee":["cargo","acme","bolt"],"dp":{"delta":"0.00001","epsilon_budget":"3",'
-                         '"noise_mode":"central"},"model":{"description":"CNN – MNIST"},"quorum":2,"rounds":2,'
+                         '"label_epsilon":"0","noise_mode":"central","sample_rate":"1","steps_per_round":1,'
+                         '"unit":"company"},"model":{"description":"CNN – MNIST"},"quorum":2,"rounds":2,'
                          '"task_id":"mnist-1"}',)
 
 

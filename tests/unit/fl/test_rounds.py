@@ -19,9 +19,11 @@ def key() -> Any:
 
 
 def plan(key: Any, *, mode: str = "distributed", sigma: str = "1.5", max_weight: int = 400) -> TaskPlan:
+    # Company unit: every company's clipped update in every round, the one unit both noise modes admit.
     task = {"task_id": "t", "dp": {"clip_norm": "4", "noise_multiplier": sigma, "delta": "0.00001",
-                                   "noise_mode": mode, "epsilon_budget": "8"},
-            "participants": [f"c{i}" for i in range(10)], "committee": ["c0", "c1", "c2"]}
+                                   "noise_mode": mode, "epsilon_budget": "8", "unit": "company",
+                                   "sample_rate": "1", "steps_per_round": 1, "label_epsilon": "0"},
+            "participants": [f"c{i}" for i in range(10)], "min_participants": 10, "committee": ["c0", "c1", "c2"]}
     return TaskPlan(cast(TaskRecord, task), Description("mnist-cnn", "bundled", max_weight, 512), key)
 
 
