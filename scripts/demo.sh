@@ -15,15 +15,18 @@ cd "$(dirname "$0")/.."
 fedledger network up
 result="$(mktemp)"
 trap 'rm -f "$result"' EXIT
-fedledger train --rounds 3 --plot accuracy.png --json "$@" > "$result"
+fedledger train --rounds 5 --reference --plot accuracy.png --json "$@" > "$result"
 python - "$result" <<'PY'
 import json
 import sys
 
 run = json.load(open(sys.argv[1]))
 print(f"task {run['task_id']}: {len(run['rounds']) - 1} rounds in {run['seconds']} s")
+reference = run.get("reference_accuracy")
 for r in run["rounds"]:
-    print(f"  round {r['round']}: accuracy {r['accuracy']:.4f}  epsilon {r['epsilon']:.3f}  model {r['model_sha256'][:16]}")
+    plain = f"  (no privacy: {reference[r['round']]:.4f})" if reference else ""
+    print(f"  round {r['round']}: accuracy {r['accuracy']:.4f}{plain}  record-level epsilon {r['epsilon']:.3f}  "
+          f"model {r['model_sha256'][:16]}")
 print(f"final model: {run['model_path']} (its SHA-256 is on the ledger); accuracy plot: accuracy.png")
 PY
 task="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["task_id"])' "$result")"

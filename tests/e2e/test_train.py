@@ -15,6 +15,7 @@ import pytest
 from fedledger.errors import GatewayError
 from fedledger.fl.company import CompanySession
 from fedledger.fl.artifacts import digest_of
+from fedledger.node.settings import DEMO
 from fedledger.privacy import RdpAccountant
 
 from .conftest import CliNetwork
@@ -49,22 +50,36 @@ key-bits = 1024
     return path
 
 
+# The README demo's own settings (record-level distributed DP at its epsilon), but a 1024-bit key:
+# the key's size changes the time a round takes, not what it computes.
+DEMO_ROUNDS = 5
+
+
 @pytest.fixture(scope="module")
 def trained(cli_network: CliNetwork) -> dict[str, Any]:
-    done = cli_network.run("train", "--task-id", "e2e-train", "--rounds", "2", "--json", *COMMON)
+    done = cli_network.run("train", "--task-id", "e2e-train", "--reference", "--json", "--key-bits", "1024",
+                           "--round-timeout", "120")
     return json.loads(done.stdout)
 
 
-def test_training_beats_the_initial_model_and_the_final_model_matches_the_ledger(
+def test_the_demo_settings_give_a_model_within_3_points_of_training_without_privacy(
         cli_network: CliNetwork, trained: dict[str, Any]) -> None:
     rounds = trained["rounds"]
 
-    assert [r["round"] for r in rounds] == [0, 1, 2]
-    assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1
+    assert [r["round"] for r in rounds] == list(range(DEMO_ROUNDS + 1))
+    assert {r["privacy_unit"] for r in rounds} == {"record"}
+    assert 0 < rounds[-1]["epsilon"] <= DEMO.epsilon_budget
+    reference = trained["reference_accuracy"]
+    assert len(reference) == DEMO_ROUNDS + 1 and reference[-1] > 0.9
+    assert rounds[-1]["accuracy"] >= reference[-1] - 0.03, (rounds[-1]["accuracy"], reference[-1])
+
+
+def test_the_final_model_matches_the_ledger(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    rounds = trained["rounds"]
     model = open(trained["model_path"], "rb").read()
     assert digest_of(model) == trained["model_sha256"] == rounds[-1]["model_sha256"]
     with CompanySession.open(cli_network.party("coordinator")) as session:
-        assert session.ledger.get_round("e2e-train", 2)["model_sha256"] == trained["model_sha256"]
+        assert session.ledger.get_round("e2e-train", DEMO_ROUNDS)["model_sha256"] == trained["model_sha256"]
 
 
 def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon_spent(
@@ -86,8 +101,12 @@ def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon
             assert store.exists(record["aggregate"]["sha256"])
             assert {v["member"] for v in votes if v["valid"]} >= set(entry["decrypted_by"])
             assert record["model_sha256"] == entry["model_sha256"]
-    expected = RdpAccountant(noise_multiplier=NOISE_MULTIPLIER).epsilon_after(2, delta=1e-5)
+    dp = task["dp"]
+    assert (dp["unit"], dp["noise_mode"], float(dp["sample_rate"])) == ("record", "distributed", DEMO.sample_rate)
+    expected = RdpAccountant(noise_multiplier=float(dp["noise_multiplier"]), sample_rate=DEMO.sample_rate
+                             ).epsilon_after(DEMO_ROUNDS, delta=1e-5)
     assert task["epsilon_spent_micro"] == pytest.approx(expected * 1e6, abs=1)
+    assert expected == pytest.approx(trained["rounds"][-1]["epsilon"], abs=1e-9)
     assert task["status"] == "finished"
 
 
@@ -205,7 +224,8 @@ def test_task_create_from_a_file_then_task_and_round_show(cli_network: CliNetwor
 
     assert created == shown and shown["status"] == "awaiting-key" and shown["rounds"] == 4
     assert shown["dp"] == {"clip_norm": "4", "delta": "0.00001", "epsilon_budget": "8", "noise_mode": "distributed",
-                           "noise_multiplier": "2"}
+                           "noise_multiplier": "2", "unit": "record", "sample_rate": "1", "steps_per_round": 1,
+                           "label_epsilon": "0"}
     assert rounds["round"]["status"] == "closed" and len(rounds["updates"]) == 3
     again = cli_network.run("task", "create", str(task_file), "--as", "coordinator", check=False)
     assert again.returncode == 1 and "task e2e-file already exists" in again.stderr
@@ -386,3 +406,23 @@ def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
     assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["leader"] == "warehouse-co"
     with CompanySession.open(cli_network.party("coordinator")) as session:
         assert session.ledger.get_round("e2e-by-hand", 1)["model_sha256"] == rounds[1]["model_sha256"]
+
+
+def test_cifar10_trains_from_a_dataset_path_the_user_gives(cli_network: CliNetwork, tmp_path: Any) -> None:
+    from tests.unit.fl.test_data import write_cifar
+
+    write_cifar(tmp_path / "cifar-10-batches-py", per_batch=24)  # 120 train and 24 test images, CIFAR's format
+    done = cli_network.run("train", "--task-id", "e2e-cifar", "--model", "cifar10-cnn", "--data", str(tmp_path),
+                           "--rounds", "1", "--json", *COMMON)
+    run = json.loads(done.stdout)
+
+    assert [r["round"] for r in run["rounds"]] == [0, 1]
+    assert len(run["rounds"][1]["included"]) == 3
+    # 65,962 float32 parameters: the CNN for 3 x 32 x 32 images, trained by every company on its part.
+    assert os.path.getsize(run["model_path"]) == 65_962 * 4
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        assert session.ledger.get_round("e2e-cifar", 1)["model_sha256"] == run["model_sha256"]
+    refused = cli_network.run("train", "--task-id", "e2e-cifar-nopath", "--model", "cifar10-cnn", "--rounds", "1",
+                              *COMMON, check=False)
+    assert refused.returncode != 0 and "needs a data path" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -19,6 +19,7 @@ from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.custody import deal_key
 from fedledger.fl.publish import TaskSpec, publish_task
 from fedledger.fl.rounds import (
+    PrivacyUnit,
     NoiseMode,
     RoundError,
     TaskPlan,
@@ -64,7 +65,8 @@ def _publish(sessions: dict[str, CompanySession], task_id: str, dimension: int) 
     spec = TaskSpec(task_id=task_id, model="breast-cancer-logreg", dataset="bundled", rounds=2, participants=names,
                     committee=names, aggregator=LEADER, dealer=DEALER.name, threshold=2, quorum=2,
                     min_participants=2, max_weight=100, epsilon_budget=100, delta=1e-5, clip_norm=1.0,
-                    noise_multiplier=1.0, noise_mode=NoiseMode.CENTRAL, key_bits=1024)
+                    noise_multiplier=1.0, noise_mode=NoiseMode.CENTRAL, key_bits=1024,
+                    unit=PrivacyUnit.COMPANY)
     coordinator = sessions[COORDINATOR.name]
     publish_task(spec, coordinator.ledger, coordinator.store, initial_model=np.zeros(dimension))
     deal_key(sessions[DEALER.name].ledger, task_id)
@@ -153,7 +155,7 @@ def test_a_genesis_whose_dealer_is_a_committee_member_is_refused(sessions: dict[
     spec = TaskSpec(task_id="rounds-bad-dealer", model="breast-cancer-logreg", dataset="bundled", rounds=2,
                     participants=names, committee=names, aggregator=LEADER, dealer="rounds-b", threshold=2,
                     quorum=2, min_participants=2, max_weight=100, epsilon_budget=100, delta=1e-5, clip_norm=1.0,
-                    noise_multiplier=1.0, key_bits=1024)
+                    noise_multiplier=1.0, key_bits=1024, unit=PrivacyUnit.COMPANY)
     coordinator = sessions[COORDINATOR.name]
 
     with pytest.raises(GatewayError, match="dealer"):

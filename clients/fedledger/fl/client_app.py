@@ -33,9 +33,12 @@ from fedledger.fl.company import CompanySession
 from fedledger.fl.config import Partitioner
 from fedledger.fl.custody import Custody, master_private_key, release_escrow_share
 from fedledger.fl.messages import MessageType
+from fedledger.fl.party import read_secret, write_secret
 from fedledger.fl.rounds import (
+    PrivacyUnit,
     RoundError,
     RoundStatus,
+    ServerStep,
     TaskPlan,
     await_verdict,
     contribute,
@@ -137,7 +140,7 @@ def _global_model(node: _Node, plan: TaskPlan, round_number: int, model: bytes) 
 def _local_data(node: _Node, context: Context, model: str, seed: int, partitioner: Partitioner,
                 alpha: float) -> tuple[np.ndarray, np.ndarray, int]:
     from fedledger.fl import task as tasks
-    from fedledger.fl.data import partition_dirichlet, partition_iid
+    from fedledger.fl.reference import company_parts
 
     if (model, seed) not in node.datasets:
         data_path = context.node_config.get("data-path")
@@ -145,43 +148,71 @@ def _local_data(node: _Node, context: Context, model: str, seed: int, partitione
                                                           seed=seed)
     dataset = node.datasets[(model, seed)]
     part, parts = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
-    if partitioner is Partitioner.DIRICHLET:
-        indices = partition_dirichlet(dataset.y_train, parts, alpha=alpha, seed=seed)[part]
-    else:
-        indices = partition_iid(len(dataset.y_train), parts, seed=seed)[part]
+    indices = company_parts(dataset.y_train, parts, partitioner=partitioner, alpha=alpha, seed=seed)[part]
     return dataset.x_train[indices], dataset.y_train[indices], int(dataset.num_classes)
+
+
+def _task_labels(node: _Node, plan: TaskPlan, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """This company's labels for the task: randomized once per task (paper 000's label noise), then kept.
+
+    The randomized labels are kept in the company's own home (mode 0600) and reused every round,
+    so the label noise is one release whose epsilon the task books once, not a fresh one a round.
+    """
+    if plan.label_epsilon <= 0:
+        return y
+    path = node.session.home.root / "tasks" / plan.task_id / "labels.i64"
+    if path.exists():
+        kept = np.frombuffer(read_secret(path), dtype="<i8")
+        if kept.shape == y.shape:
+            return kept.astype(np.int64)
+        raise RoundError(f"the labels {node.name} randomized for task {plan.task_id} ({kept.size}) do not match its "
+                         f"{y.size} records; its data changed during the task")
+    noisy = randomized_response(y, num_classes=num_classes, epsilon=plan.label_epsilon)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_secret(path, np.asarray(noisy, dtype="<i8").tobytes())
+    return noisy
 
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
     # torch is imported here, not at module level: the committee's messages need no torch.
     from fedledger.fl import task as tasks
+    from fedledger.fl.dpsgd import DpSgd, clipped_gradient_sum, local_dp_sgd
 
     config, node, plan = _task_message(message, context)
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
     x, y, num_classes = _local_data(node, context, plan.description.model, int(config["seed"]),
                                     Partitioner(str(config["partitioner"])), float(config["alpha"]))
-    label_epsilon = float(config["label-epsilon"])
-    if label_epsilon > 0:
-        # Paper 000's label noise: each label is epsilon-LDP before it ever meets the model.
-        y = randomized_response(y, num_classes=num_classes, epsilon=label_epsilon)
-    dp_sgd = None
-    if float(config["dp-sgd-noise"]) > 0:
-        dp_sgd = {"noise_multiplier": float(config["dp-sgd-noise"]), "max_grad_norm": float(config["dp-sgd-clip"])}
+    y = _task_labels(node, plan, y, num_classes)
     model = tasks.build_model(plan.description.model)
     tasks.set_flat(model, global_model)
-    trained = tasks.train_local(model, x, y, epochs=int(config["local-epochs"]), batch_size=int(config["batch-size"]),
-                                lr=float(config["lr"]), seed=int(config["seed"]) * 1000 + round_number, dp_sgd=dp_sgd)
-    update = tasks.get_flat(model).astype(np.float64) - global_model.astype(np.float64)
+    local_epsilon, lr = 0.0, float(config["lr"])
+    if plan.gradient_sum:
+        # Record level, distributed: this round is one DP-SGD step on the union of the companies' data.
+        summed = clipped_gradient_sum(model, x, y, sample_rate=plan.sample_rate, clip_norm=plan.clip_norm)
+        update, seconds = -summed.vector, summed.seconds
+    elif plan.unit is PrivacyUnit.RECORD:
+        # Record level, local: the company's own DP-SGD steps (Opacus); its update is private as sent.
+        local = local_dp_sgd(model, x, y, settings=DpSgd(plan.noise_multiplier, plan.clip_norm, plan.sample_rate,
+                                                         plan.steps_per_round),
+                             lr=lr, delta=plan.delta, rounds_so_far=round_number - 1)
+        update = tasks.get_flat(model).astype(np.float64) - global_model.astype(np.float64)
+        seconds, local_epsilon = local.seconds, local.opacus_epsilon
+    else:
+        trained = tasks.train_local(model, x, y, epochs=int(config["local-epochs"]),
+                                    batch_size=int(config["batch-size"]), lr=lr,
+                                    seed=int(config["seed"]) * 1000 + round_number)
+        update = tasks.get_flat(model).astype(np.float64) - global_model.astype(np.float64)
+        seconds = trained.seconds
     started = time.perf_counter()
     receipt = contribute(plan, node.session.ledger, node.session.store, company=node.name,
-                         round_number=round_number, update=update, samples=trained.samples,
-                         compute_millis=int(trained.seconds * 1000))
+                         round_number=round_number, update=update, samples=len(y),
+                         compute_millis=int(seconds * 1000))
     return _reply(message, {"company": receipt.company, "update": receipt.data, "samples": receipt.samples,
-                            "tx-id": receipt.tx_id, "train-seconds": trained.seconds, "loss": trained.loss,
+                            "tx-id": receipt.tx_id, "train-seconds": seconds,
                             "encrypt-and-ledger-seconds": time.perf_counter() - started,
-                            "local-epsilon": float(trained.epsilon or 0.0)})
+                            "local-epsilon": local_epsilon})
 
 
 @app.query(MessageType.AGGREGATE.removeprefix("query."))
@@ -244,14 +275,19 @@ def close(message: Message, context: Context) -> Message:
     config, node, plan = _task_message(message, context)
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
+    previous = bytes(config["previous-model"])
+    # The model the previous round started from, checked against the ledger like the global one.
+    step = ServerStep(lr=float(config["server-lr"]), momentum=float(config["server-momentum"]),
+                      previous=_global_model(node, plan, round_number - 1, previous) if previous else None)
     if plan.custody is Custody.ESCROW:
         result = finish_opened(plan, node.session.ledger, node.session.store, round_number=round_number,
                                global_model=global_model, aggregate_data=bytes(config["aggregate"]),
-                               master=str(config["master"]), opening=bytes(config["opening"]))
+                               master=str(config["master"]), opening=bytes(config["opening"]), step=step)
     else:
         partials = {str(m): bytes(p) for m, p in zip(config["members"], config["partials"]) if m}
         result = finish(plan, node.session.ledger, node.session.store, round_number=round_number,
-                        global_model=global_model, aggregate_data=bytes(config["aggregate"]), partials=partials)
+                        global_model=global_model, aggregate_data=bytes(config["aggregate"]), partials=partials,
+                        step=step)
     return _reply(message, {"model": result.model_data, "tx-id": result.tx_id,
                             "used": list(result.used_members) or [""],
                             "rejected": "; ".join(f"{m}: {r}" for m, r in result.rejected_members.items())})

@@ -42,7 +42,16 @@ _PARSERS: dict[str, Callable[[object], object]] = {"int": _whole, "float": _real
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What the coordinator needs to run a published task (keys in kebab-case on the command line)."""
+    """What the coordinator needs to run a published task (keys in kebab-case on the command line).
+
+    ``lr`` is the companies' local learning rate (plain SGD at company level, Opacus's DP-SGD in
+    local mode); ``server-lr`` scales the decrypted average into the model: 1 is FedAvg, and for
+    record-level distributed DP it is DP-SGD's step size on the noised mean gradient;
+    ``server-momentum`` adds heavy-ball momentum to that step (0: none).
+    ``data-path`` is where the coordinator finds the full dataset to score the model on (the
+    companies name theirs in their node config); empty for a dataset bundled in a package.
+    The privacy settings are not here: they are the task's, on the ledger.
+    """
 
     home: str = ""
     task_id: str = ""
@@ -55,16 +64,17 @@ class RunConfig:
     alpha: float = 0.5
     round_timeout: float = 300.0
     connect_timeout: float = 60.0
-    label_epsilon: float = 0.0
-    dp_sgd_noise: float = 0.0
-    dp_sgd_clip: float = 1.0
+    server_lr: float = 1.0
+    server_momentum: float = 0.0
+    data_path: str = ""
 
     def __post_init__(self) -> None:
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.round_timeout <= 0 \
-                or self.connect_timeout <= 0:
-            raise RunConfigError("local-epochs, batch-size, lr, round-timeout and connect-timeout must be positive")
-        if self.alpha <= 0 or self.label_epsilon < 0 or self.dp_sgd_noise < 0 or self.dp_sgd_clip <= 0:
-            raise RunConfigError("alpha and dp-sgd-clip must be positive; label-epsilon and dp-sgd-noise not negative")
+                or self.connect_timeout <= 0 or self.server_lr <= 0 or self.alpha <= 0:
+            raise RunConfigError("local-epochs, batch-size, lr, server-lr, alpha, round-timeout and connect-timeout "
+                                 "must be positive")
+        if not 0 <= self.server_momentum < 1:
+            raise RunConfigError(f"server-momentum must be in [0, 1), got {self.server_momentum}")
 
     @classmethod
     def from_flower(cls, values: Mapping[str, object]) -> RunConfig:

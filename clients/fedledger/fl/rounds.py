@@ -74,11 +74,29 @@ class RoundStatus(StrEnum):
     FAILED = "failed"
 
 
+class PrivacyUnit(StrEnum):
+    """What one unit of differential privacy protects (the genesis' ``dp.unit``).
+
+    ``record``: one record (a patient, a shipment) in any company's data; the epsilon bounds what
+    the models reveal about it. ``company``: a company's whole dataset, i.e. whether it took part.
+    """
+
+    RECORD = "record"
+    COMPANY = "company"
+
+
 class NoiseMode(StrEnum):
-    """Who adds the DP noise: each company its share (distributed), or the leader after decryption."""
+    """Who adds the DP noise.
+
+    ``distributed``: each company adds its share to what it encrypts, so only the sum carries the
+    full noise (record unit: a DP-SGD step on the union of the companies' data; company unit: the
+    clipped model updates). ``central`` (company unit): the leader adds it after decryption.
+    ``local`` (record unit): each company runs DP-SGD itself for the round's local steps.
+    """
 
     DISTRIBUTED = "distributed"
     CENTRAL = "central"
+    LOCAL = "local"
 
 
 class RoundError(FedLedgerError):
@@ -202,6 +220,39 @@ class TaskPlan:
         return NoiseMode(self.task["dp"]["noise_mode"])
 
     @property
+    def unit(self) -> PrivacyUnit:
+        return PrivacyUnit(self.task["dp"]["unit"])
+
+    @property
+    def sample_rate(self) -> float:
+        """q: each record's chance to be in a step's batch (1 for company-level DP: every company, every round)."""
+        return float(self.task["dp"]["sample_rate"])
+
+    @property
+    def steps_per_round(self) -> int:
+        return int(self.task["dp"]["steps_per_round"])
+
+    @property
+    def label_epsilon(self) -> float:
+        """The epsilon of the label noise each company applies once per task (0: none)."""
+        return float(self.task["dp"]["label_epsilon"])
+
+    @property
+    def gradient_sum(self) -> bool:
+        """Whether companies send noised sums of clipped per-example gradients (record level, distributed)
+        rather than model updates: one DP-SGD step a round on the union of their data."""
+        return self.unit is PrivacyUnit.RECORD and self.noise_mode is NoiseMode.DISTRIBUTED
+
+    @property
+    def noise_participants(self) -> int:
+        """How many noise shares the full noise is split into: the task's minimum number of participants.
+
+        A round aggregates at least that many updates (the chaincode refuses fewer), so the noise
+        booked is always present; more contributors only add noise.
+        """
+        return int(self.task["min_participants"])
+
+    @property
     def participants(self) -> tuple[str, ...]:
         return tuple(self.task["participants"])
 
@@ -217,8 +268,19 @@ class TaskPlan:
 
     @property
     def sum_noise_std(self) -> float:
-        """The std of the noise on the weighted sum: sigma * S * W (W caps each weight)."""
-        return self.noise_multiplier * self.clip_norm * self.description.max_weight
+        """The std of the noise on the (weighted) sum: sigma * S, times W (the weight cap) for model updates."""
+        scale = 1 if self.gradient_sum else self.description.max_weight
+        return self.noise_multiplier * self.clip_norm * scale
+
+    def noise_share_std(self, weight: int) -> float:
+        """The std of one company's noise share, before its weight multiplies it in the sum.
+
+        Distributed mode only: the ``noise_participants`` shares, each weighted by w_k, sum to at
+        least N(0, sum_noise_std^2).
+        """
+        if self.noise_mode is not NoiseMode.DISTRIBUTED or self.noise_multiplier <= 0:
+            return 0.0
+        return self.sum_noise_std / math.sqrt(self.noise_participants) / weight
 
     @property
     def min_noise_weight(self) -> int:
@@ -231,24 +293,38 @@ class TaskPlan:
         return max(1, self.description.max_weight // 4)
 
     @property
+    def value_bound(self) -> float:
+        """The largest absolute value a company's vector may hold before noise.
+
+        A clipped model update lies in [-S, S]. A sum of clipped per-example gradients over a batch
+        of at most W records (``max_weight`` caps a company's records) lies in [-S W, S W].
+        """
+        return self.clip_norm * (self.description.max_weight if self.gradient_sum else 1)
+
+    @property
     def layout(self) -> Layout:
-        # Every value of a clipped update lies in [-S, S]; distributed noise widens that range.
-        spread = 0.0
-        if self.noise_mode is NoiseMode.DISTRIBUTED and self.noise_multiplier > 0:
-            spread = (_NOISE_TAIL_SIGMAS * self.sum_noise_std
-                      / (math.sqrt(len(self.participants)) * self.min_noise_weight))
-        return Layout(clip=self.clip_norm + spread, max_summands=len(self.participants),
-                      max_weight=self.description.max_weight, value_bits=VALUE_BITS)
+        # Distributed noise widens the value range by 8 standard deviations of a noise share.
+        spread = _NOISE_TAIL_SIGMAS * self.noise_share_std(1 if self.gradient_sum else self.min_noise_weight)
+        return Layout(clip=self.value_bound + spread, max_summands=len(self.participants),
+                      max_weight=1 if self.gradient_sum else self.description.max_weight, value_bits=VALUE_BITS)
 
     def weight(self, samples: int) -> int:
-        """FedAvg's weight n_k, capped at the layout's declared maximum."""
+        """An update's weight in the sum: FedAvg's n_k capped at W, or 1 for gradient sums."""
+        if self.gradient_sum:
+            return 1
         return max(1, min(int(samples), self.description.max_weight))
 
+    def accountant(self) -> RdpAccountant:
+        """The task's RDP accountant: each round is ``steps_per_round`` steps of the Gaussian mechanism
+        sampled at ``sample_rate`` (q = 1 at company level), plus the label noise once."""
+        return RdpAccountant(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                             steps_per_round=self.steps_per_round, label_epsilon=self.label_epsilon)
+
     def epsilon_after(self, rounds: int) -> float:
-        """Cumulative epsilon after ``rounds`` rounds: every company takes part in every round (q = 1)."""
+        """Cumulative epsilon (for the task's unit) once ``rounds`` rounds have closed."""
         if self.noise_multiplier <= 0:
             return math.inf
-        return RdpAccountant(noise_multiplier=self.noise_multiplier).epsilon_after(rounds, delta=self.delta)
+        return self.accountant().epsilon_after(rounds, delta=self.delta)
 
 
 
@@ -296,16 +372,33 @@ class UpdateReceipt:
 
 def contribute(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, company: str, round_number: int,
                update: npt.ArrayLike, samples: int, compute_millis: int) -> UpdateReceipt:
-    """A participant's step: clip, noise (distributed mode), encrypt, keep, record.
+    """A participant's step: bound, noise (distributed mode), encrypt, keep, record.
 
-    ``update`` is the local model minus the global model. In distributed mode company k adds
-    N(0, (sigma S W)^2 / K) / w_k, so that after weighting by w_k the K shares sum to the full
-    noise of the weighted sum and nobody, the committee included, ever sees an un-noised sum.
+    ``update`` is what the task's privacy asks a company to send:
+
+    - record level, distributed: the *negative* sum of its Poisson batch's per-example gradients,
+      each clipped to S (``fl.dpsgd.clipped_gradient_sum``); ``samples`` is its number of records;
+    - otherwise the local model minus the global model (already private under local DP-SGD),
+      clipped here to L2 norm S; ``samples`` is FedAvg's n_k.
+
+    In distributed mode company k adds N(0, sum_noise_std^2 / m) / w_k, m the task's minimum number
+    of participants, so that after weighting the shares of any m or more companies carry the full
+    noise of the sum, and nobody, the committee included, ever sees an un-noised sum.
     """
-    clipped, _ = clip_by_l2_norm(update, clip_norm=plan.clip_norm)
+    vector = np.asarray(update, dtype=np.float64)
+    if plan.gradient_sum:
+        # Per-example clipping happened in the company's training; this bounds what it may send.
+        if not np.all(np.isfinite(vector)):
+            raise RoundError("the gradient sum holds NaN or infinite values")
+        if int(samples) > plan.description.max_weight:
+            raise RoundError(f"{company} has {samples} records; task {plan.task_id} sizes its sums for at most "
+                             f"{plan.description.max_weight} (max-weight)")
+        clipped = np.clip(vector, -plan.value_bound, plan.value_bound)
+    else:
+        clipped, _ = clip_by_l2_norm(vector, clip_norm=plan.clip_norm)
     weight = plan.weight(samples)
-    if plan.noise_mode is NoiseMode.DISTRIBUTED and plan.noise_multiplier > 0:
-        std = plan.sum_noise_std / math.sqrt(len(plan.participants)) / weight
+    std = plan.noise_share_std(weight)
+    if std > 0:
         clipped = clipped + gaussian_noise(clipped.shape, std=std)
     layout = plan.layout
     bounded = np.clip(clipped, -layout.clip, layout.clip)
@@ -343,8 +436,11 @@ def lead(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_numb
     listed = ledger.list_updates(plan.task_id, round_number)
     checked = keep_checked(store, {u["company"]: u["artifact_sha256"] for u in listed}, updates, what="update")
     included = [u for u in listed if u["company"] in checked]
-    if not included:
-        raise RoundError(f"round {round_number} of task {plan.task_id} has no updates to aggregate")
+    if len(included) < plan.noise_participants:
+        # Each update carries 1/m of the noise: fewer than m would release less noise than booked.
+        raise RoundError(f"round {round_number} of task {plan.task_id} has {len(included)} update(s) to aggregate; "
+                         f"it needs at least {plan.noise_participants} (min-participants), or the noise booked "
+                         "would not all be there")
     data = aggregate_bytes(plan, included, checked)
     digest = store.put(data)
     names = tuple(sorted(u["company"] for u in included))
@@ -464,6 +560,35 @@ def master_opening(plan: TaskPlan, ledger: LedgerPort, private_key: PrivateKey, 
 
 
 @dataclass(frozen=True)
+class ServerStep:
+    """How the leader moves the model along the round's decrypted average (FedAvg by default).
+
+    ``model_n = model_{n-1} + lr * average + momentum * (model_{n-1} - model_{n-2})``: heavy-ball
+    momentum written with the two previous global models, both public and on the ledger by hash,
+    so any leader can apply it without state of its own, and it is post-processing of what the
+    rounds released. ``previous`` is model_{n-2} (None in round 1: no momentum yet).
+    """
+
+    lr: float = 1.0
+    momentum: float = 0.0
+    previous: npt.NDArray[np.float32] | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise RoundError(f"the server learning rate must be a positive number, got {self.lr!r}")
+        if not 0 <= self.momentum < 1:
+            raise RoundError(f"the server momentum must be in [0, 1), got {self.momentum!r}")
+
+    def apply(self, model: npt.NDArray[np.float64], average: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        moved = model + self.lr * average
+        if self.momentum and self.previous is not None:
+            if self.previous.shape != model.shape:
+                raise RoundError(f"the previous model has {self.previous.size} values, this one {model.size}")
+            moved = moved + self.momentum * (model - self.previous.astype(np.float64))
+        return moved
+
+
+@dataclass(frozen=True)
 class RoundResult:
     model: npt.NDArray[np.float32]
     model_sha256: str
@@ -485,7 +610,8 @@ def _verified_aggregate(plan: TaskPlan, ledger: LedgerPort, round_number: int, a
 
 
 def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
-           global_model: npt.ArrayLike, aggregate_data: bytes, partials: Mapping[str, bytes]) -> RoundResult:
+           global_model: npt.ArrayLike, aggregate_data: bytes, partials: Mapping[str, bytes],
+           step: ServerStep | None = None) -> RoundResult:
     """The leader's last step (threshold custody): combine t partials, then close the round.
 
     Only partials from members whose valid vote is on the ledger, at their genesis index, are
@@ -517,11 +643,12 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
     decrypted = combine_partials(plan.key, vector, usable)
     rejected.update({by_index[i]: reason for i, reason in decrypted.rejected.items()})
     return _close(plan, ledger, store, round_number, global_model, vector, decrypted.values,
-                  tuple(by_index[i] for i in decrypted.used), rejected)
+                  tuple(by_index[i] for i in decrypted.used), rejected, step or ServerStep())
 
 
 def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
-                  global_model: npt.ArrayLike, aggregate_data: bytes, master: str, opening: bytes) -> RoundResult:
+                  global_model: npt.ArrayLike, aggregate_data: bytes, master: str, opening: bytes,
+                  step: ServerStep | None = None) -> RoundResult:
     """The leader's last step (escrow custody): check the master's opening, then close the round.
 
     The opening must come from the master the ledger names, whose valid vote is on the ledger, and
@@ -538,21 +665,31 @@ def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, r
         weighted_sum = check_opening(vector, load_opening(opening))
     except CryptoError as err:
         raise RoundError(f"the master {master}'s decryption of round {round_number} is refused: {err}") from None
-    return _close(plan, ledger, store, round_number, global_model, vector, weighted_sum, (master,), {})
+    return _close(plan, ledger, store, round_number, global_model, vector, weighted_sum, (master,), {},
+                  step or ServerStep())
 
 
 def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_number: int, global_model: npt.ArrayLike,
            vector: EncryptedVector, weighted_sum: npt.NDArray[np.float64], used: tuple[str, ...],
-           rejected: dict[str, str]) -> RoundResult:
+           rejected: dict[str, str], step: ServerStep) -> RoundResult:
     """Average, update the model, keep it and close the round with its hash.
 
-    In central mode the leader adds the noise here, to the decrypted weighted sum (paper 003's step
-    7): it then sees the un-noised average, which is the trust that mode places in it.
+    The average is FedAvg's (the weighted sum over the total weight) or, for gradient sums, the
+    noised sum over the expected batch ``q * sum(n_k)`` of the included companies, as DP-SGD
+    normalizes; the model then takes ``step`` along it. In central mode the leader adds the noise
+    here, to the decrypted weighted sum (paper 003's step 7): it then sees the un-noised average,
+    which is the trust that mode places in it.
     """
     if plan.noise_mode is NoiseMode.CENTRAL and plan.noise_multiplier > 0:
         weighted_sum = weighted_sum + gaussian_noise(weighted_sum.shape, std=plan.sum_noise_std)
-    average = weighted_sum / vector.total_weight
-    model = (np.asarray(global_model, dtype=np.float64) + average).astype(np.float32)
+    if plan.gradient_sum:
+        _, included = _recorded_aggregate(plan, ledger.get_round(plan.task_id, round_number), round_number)
+        records = sum(int(u["samples"]) for u in ledger.list_updates(plan.task_id, round_number)
+                      if u["company"] in included)
+        average = weighted_sum / (plan.sample_rate * max(records, 1))
+    else:
+        average = weighted_sum / vector.total_weight
+    model = step.apply(np.asarray(global_model, dtype=np.float64), average).astype(np.float32)
     data = model_bytes(model)
     model_digest = store.put(data)
     tx_id = ledger.close_round(plan.task_id, round_number, model_sha256=model_digest)

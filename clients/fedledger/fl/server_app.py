@@ -175,8 +175,13 @@ class Coordinator:
                              f"{self.plan.task['min_participants']} participants")
 
     # --- one round -------------------------------------------------------------------------------
-    def train_round(self, n: int, global_model: bytes, model_sha: str) -> tuple[bytes, str, dict[str, Any]]:
-        """Run round ``n`` from ``global_model``; return the new model, its hash and the round's metrics."""
+    def train_round(self, n: int, global_model: bytes, model_sha: str,
+                    previous_model: bytes = b"") -> tuple[bytes, str, dict[str, Any]]:
+        """Run round ``n`` from ``global_model``; return the new model, its hash and the round's metrics.
+
+        ``previous_model`` is the one round ``n - 1`` started from (empty in round 1): the leader's
+        server momentum steps along the difference of the two.
+        """
         plan, ledger, store, cfg = self.plan, self.session.ledger, self.session.store, self.config
         times: dict[str, float] = {}
         started = time.perf_counter()
@@ -186,8 +191,7 @@ class Coordinator:
         common = {"task-id": plan.task_id, "round": n}
         participants = self._of(plan.participants)
         train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
-                 "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha,
-                 "label-epsilon": cfg.label_epsilon, "dp-sgd-noise": cfg.dp_sgd_noise, "dp-sgd-clip": cfg.dp_sgd_clip}
+                 "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
         t = time.perf_counter()
         trained = self.ask(participants, MessageType.TRAIN, {node: train for node in participants})
         times["train_and_encrypt_wall"] = time.perf_counter() - t
@@ -230,7 +234,8 @@ class Coordinator:
             partials = {c: bytes(r["partial"]) for c, r in verified.results.items() if r.get("partial")}
             decryption = {"members": list(partials) or [""], "partials": list(partials.values()) or [b""]}
         t = time.perf_counter()
-        finish = {**common, "model": global_model, "aggregate": aggregate, **decryption}
+        finish = {**common, "model": global_model, "aggregate": aggregate, "server-lr": cfg.server_lr,
+                  "server-momentum": cfg.server_momentum, "previous-model": previous_model, **decryption}
         closed = self.ask(leader_node, MessageType.FINISH, {node: finish for node in leader_node})
         times["combine_and_close"] = time.perf_counter() - t
         if leader not in closed.results:
@@ -247,6 +252,8 @@ class Coordinator:
                  "unanswered": {**trained.problems, **verified.problems}, "partials_refused": refusals,
                  "failovers": [f for f in self.failovers if f["round"] == n],
                  "seconds": times,
+                 "company_epsilons": {c: float(r["local-epsilon"]) for c, r in trained.results.items()
+                                      if float(r["local-epsilon"]) > 0},
                  "client_seconds": {c: {"train": float(r["train-seconds"]),
                                         "encrypt_and_ledger": float(r["encrypt-and-ledger-seconds"])}
                                     for c, r in trained.results.items()},
@@ -297,12 +304,14 @@ class Coordinator:
         """Train the task to its last round (or its privacy budget), recording every step on the ledger."""
         plan, store = self.plan, self.session.store
         self.connect_nodes()
-        dataset = tasks.load_dataset(plan.description.model, seed=self.config.seed)
+        dataset = tasks.load_dataset(plan.description.model, data_path=self.config.data_path or None,
+                                     seed=self.config.seed)
         model_sha = plan.task["model"]["initial_weights_sha256"]
         model = store.get(model_sha)
         evaluator = tasks.build_model(plan.description.model)
-        self._evaluate(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0})
+        self._evaluate(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0, "privacy_unit": str(plan.unit)})
         budget = float(plan.task["dp"]["epsilon_budget"])
+        previous = b""
         for n in range(1, plan.task["rounds"] + 1):
             epsilon = plan.epsilon_after(n)
             if epsilon > budget:
@@ -310,8 +319,10 @@ class Coordinator:
                 self.metrics.append({"stopped": f"round {n} would spend epsilon {epsilon:.3f} > budget {budget}"})
                 self.save()
                 break
-            model, model_sha, entry = self.train_round(n, model, model_sha)
-            self._evaluate(evaluator, dataset, n, model, model_sha, {"epsilon": epsilon, **entry})
+            trained, model_sha, entry = self.train_round(n, model, model_sha, previous)
+            previous, model = model, trained
+            self._evaluate(evaluator, dataset, n, model, model_sha,
+                           {"epsilon": epsilon, "privacy_unit": str(plan.unit), **entry})
 
     def _evaluate(self, evaluator: Any, dataset: Any, n: int, model: bytes, model_sha: str,
                   extra: dict[str, Any]) -> None:

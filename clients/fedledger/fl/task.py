@@ -1,8 +1,8 @@
 """Model, data and training code of the FedLedger Flower app: plain PyTorch and numpy, no Flower, no Fabric.
 
 A *task* pairs a model with its dataset ("mnist-cnn", "breast-cancer-logreg", ...); ``TASKS`` is
-the registry. ``train_local`` runs a company's local epochs (optionally with DP-SGD from Opacus)
-and ``evaluate`` scores a model; ``get_flat`` / ``set_flat`` turn the trainable parameters into the
+the registry. ``train_local`` runs a company's plain local epochs (record-level DP-SGD is in
+:mod:`fedledger.fl.dpsgd`) and ``evaluate`` scores a model; ``get_flat`` / ``set_flat`` turn the trainable parameters into the
 one vector that is clipped, encrypted and aggregated. Datasets and partitions live in
 :mod:`fedledger.fl.data`, models in :mod:`fedledger.fl.models`; both are re-exported here.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedledger.errors import DataError, PrivacyError
+from fedledger.errors import DataError
 from fedledger.fl.data import (
     Dataset,
     label_skew,
@@ -65,9 +64,6 @@ __all__ = [
     "train_test_split",
 ]
 
-# Below 1/N, as (epsilon, delta)-DP asks, for any local dataset of up to 100,000 examples.
-DEFAULT_DELTA = 1e-5
-_DP_SGD_KEYS = frozenset({"noise_multiplier", "max_grad_norm", "delta"})
 
 
 # --- the task registry -------------------------------------------------------------------------
@@ -157,34 +153,12 @@ class TrainResult:
     """What one call of ``train_local`` did.
 
     ``samples`` is the number of local training examples (the weight of this update in FedAvg),
-    ``seconds`` the wall-clock time, ``loss`` the mean training loss over the last epoch, and
-    ``epsilon`` the (epsilon, delta) Opacus reports for this call's DP-SGD, or None without DP-SGD.
+    ``seconds`` the wall-clock time, and ``loss`` the mean training loss over the last epoch.
     """
 
     samples: int
     seconds: float
     loss: float
-    epsilon: float | None = None
-
-
-def _check_dp_sgd(dp_sgd: Mapping[str, float]) -> tuple[float, float, float]:
-    unknown = set(dp_sgd) - _DP_SGD_KEYS
-    if unknown:
-        # A misspelt privacy parameter must not silently fall back to a default.
-        raise PrivacyError(f"unknown dp_sgd key(s) {sorted(unknown)}; expected {sorted(_DP_SGD_KEYS)}")
-    missing = {"noise_multiplier", "max_grad_norm"} - set(dp_sgd)
-    if missing:
-        raise PrivacyError(f"dp_sgd needs {sorted(missing)}")
-    noise_multiplier = float(dp_sgd["noise_multiplier"])
-    max_grad_norm = float(dp_sgd["max_grad_norm"])
-    delta = float(dp_sgd.get("delta", DEFAULT_DELTA))
-    if not (math.isfinite(noise_multiplier) and noise_multiplier > 0):
-        raise PrivacyError(f"dp_sgd noise_multiplier must be a positive number, got {noise_multiplier!r}")
-    if not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
-        raise PrivacyError(f"dp_sgd max_grad_norm must be a positive number, got {max_grad_norm!r}")
-    if not 0 < delta < 1:
-        raise PrivacyError(f"dp_sgd delta must be in (0, 1), got {delta!r}")
-    return noise_multiplier, max_grad_norm, delta
 
 
 def _tensors(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,48 +172,18 @@ def _tensors(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[torch.Tensor, torch.Te
 
 
 def train_local(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, epochs: int, batch_size: int, lr: float,
-                seed: int, momentum: float = 0.9, dp_sgd: Mapping[str, float] | None = None,
-                num_threads: int = 1) -> TrainResult:
+                seed: int, momentum: float = 0.9, num_threads: int = 1) -> TrainResult:
     """Train ``model`` in place on one company's examples with SGD and cross-entropy, on the CPU.
 
-    The result depends only on the model's starting weights, the data and ``seed``: batches are
-    shuffled (or Poisson-sampled) and DP noise drawn from generators seeded by ``seed``, the
-    caller's global RNG is restored afterwards, and ``num_threads`` (1 by default) fixes the order
-    of floating-point reductions.
+    The result depends only on the model's starting weights, the data and ``seed`` (batches are
+    shuffled by a generator seeded by it, the caller's global RNG is restored afterwards), and
+    ``num_threads`` (1 by default) fixes the order of floating-point reductions.
 
-    Parameters
-    ----------
-    model:
-        Updated in place.
-    x, y:
-        Features (``N x ...``, cast to float32) and int labels (``N``).
-    epochs, batch_size, lr, momentum:
-        SGD settings. Momentum is 0.9 by default, as in Flower's PyTorch examples: plain SGD needs
-        several times more local epochs to fit the CNN, and the momentum buffer lives only for
-        this call, so nothing of it crosses rounds. With DP-SGD, ``batch_size / N`` is the Poisson
-        sampling rate and an epoch is ``N / batch_size`` steps of variable-size batches.
-    seed:
-        Seeds shuffling, sampling and noise.
-    dp_sgd:
-        None for plain SGD, or ``{"noise_multiplier": s, "max_grad_norm": c}`` (optionally
-        ``"delta"``, default 1e-5) for DP-SGD via Opacus's ``PrivacyEngine.make_private``: each
-        example's gradient is clipped to norm ``c`` and Gaussian noise of std ``s * c`` is added
-        to every batch's sum. The noise comes from torch's seeded PRNG, reproducible but not a
-        CSPRNG; the noise protecting the released aggregate is FedLedger's own
-        (:mod:`fedledger.privacy`).
-    num_threads:
-        torch's intra-op threads during this call.
-
-    Returns
-    -------
-    TrainResult
-        With ``epsilon`` from Opacus's RDP accountant for this call alone, at ``delta``, over this
-        company's local dataset. Composing it across rounds is the caller's job.
+    Momentum is 0.9 by default, as in Flower's PyTorch examples: plain SGD needs several times
+    more local epochs to fit the CNN, and the momentum buffer lives only for this call.
 
     Raises
     ------
-    PrivacyError
-        ``dp_sgd`` has an unknown key, lacks one, or holds a non-positive value.
     ValueError
         Empty or mismatched data, or non-positive ``epochs``, ``batch_size``, ``lr`` or ``num_threads``.
     """
@@ -248,9 +192,8 @@ def train_local(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, epochs:
                          f"{num_threads}")
     if not lr > 0 or not momentum >= 0:
         raise ValueError(f"lr must be positive and momentum non-negative, got lr={lr!r}, momentum={momentum!r}")
-    dp = _check_dp_sgd(dp_sgd) if dp_sgd is not None else None
     xt, yt = _tensors(x, y)
-    loader_seed, noise_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64))
+    loader_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0])
     criterion = nn.CrossEntropyLoss()
     previous_threads = torch.get_num_threads()
     start = time.perf_counter()
@@ -262,15 +205,10 @@ def train_local(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, epochs:
                                 generator=torch.Generator().manual_seed(loader_seed))
             optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
             model.train()
-            if dp is None:
-                loss = _run_epochs(model, optimizer, loader, criterion, epochs)
-                epsilon = None
-            else:
-                loss, epsilon = _run_dp_epochs(model, optimizer, loader, criterion, epochs, dp,
-                                               torch.Generator().manual_seed(noise_seed))
+            loss = _run_epochs(model, optimizer, loader, criterion, epochs)
     finally:
         torch.set_num_threads(previous_threads)
-    return TrainResult(samples=int(xt.shape[0]), seconds=time.perf_counter() - start, loss=loss, epsilon=epsilon)
+    return TrainResult(samples=int(xt.shape[0]), seconds=time.perf_counter() - start, loss=loss)
 
 
 def _run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader[tuple[torch.Tensor, ...]],
@@ -283,35 +221,9 @@ def _run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Data
             loss = criterion(model(xb), yb)
             loss.backward()
             optimizer.step()
-            # An empty Poisson batch gives a NaN mean loss; it still takes its (noise-only) step.
-            if len(yb):
-                loss_sum += float(loss.detach()) * len(yb)
-                seen += len(yb)
+            loss_sum += float(loss.detach()) * len(yb)
+            seen += len(yb)
     return loss_sum / seen if seen else math.nan
-
-
-def _run_dp_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader[tuple[torch.Tensor, ...]],
-                   criterion: nn.Module, epochs: int, dp: tuple[float, float, float],
-                   noise_generator: torch.Generator) -> tuple[float, float]:
-    from opacus import PrivacyEngine
-
-    noise_multiplier, max_grad_norm, delta = dp
-    with warnings.catch_warnings():
-        # Opacus warns that secure_mode is off: by design, the noise is seeded (see train_local).
-        warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        # The first layer's input never requires a gradient; torch warns about Opacus's backward hooks.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        engine = PrivacyEngine(accountant="rdp")
-        # Poisson sampling (Opacus's default) is what the subsampled-Gaussian accounting assumes.
-        dp_model, dp_optimizer, dp_loader = engine.make_private(
-            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm, poisson_sampling=True, noise_generator=noise_generator)
-        try:
-            loss = _run_epochs(dp_model, dp_optimizer, dp_loader, criterion, epochs)
-        finally:
-            # Leave the caller's model as it was given: no per-example hooks, no grad_sample fields.
-            dp_model.to_standard_module()
-    return loss, float(engine.get_epsilon(delta))
 
 
 def evaluate(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, batch_size: int = 1024) -> tuple[float, float]:

@@ -20,7 +20,6 @@ default, or each party on a host of its own (a network namespace at its own addr
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -36,14 +35,16 @@ import numpy as np
 from fedledger.errors import FedLedgerError, NetworkStateError, PrivacyError
 from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.config import Partitioner, RunConfig
+from fedledger.fl.config import RunConfig
 from fedledger.fl.custody import Custody
 from fedledger.fl.party import PartyHome, PartyKind
-from fedledger.fl.rounds import NoiseMode, model_from_bytes
+from fedledger.fl.reference import company_parts
+from fedledger.fl.rounds import NoiseMode, PrivacyUnit, model_from_bytes
 from fedledger.network import LOCAL, Placement, open_network
 from fedledger.network.companies import Consortium
 from fedledger.node.deployment import REPO, FlowerDeployment
-from fedledger.privacy import RdpAccountant
+from fedledger.node.settings import DEMO
+from fedledger.privacy import RdpAccountant, calibrate_noise
 
 Progress = Callable[[str], None]
 
@@ -77,11 +78,16 @@ class DemoConfig:
     threshold: int = 2
     quorum: int = 2
     min_participants: int = 2
-    epsilon_budget: float = 3.0
-    delta: float = 1e-5
-    clip_norm: float = 4.0
-    noise_multiplier: float = 1.0
+    epsilon_budget: float = DEMO.epsilon_budget
+    delta: float = DEMO.delta
+    clip_norm: float = DEMO.clip_norm
+    noise_multiplier: float = 0.0
+    unit: PrivacyUnit = PrivacyUnit.RECORD
     noise_mode: NoiseMode = NoiseMode.DISTRIBUTED
+    sample_rate: float = DEMO.sample_rate
+    steps_per_round: int = 1
+    label_epsilon: float = 0.0
+    data_path: Path | None = None
     key_bits: int = 2048
     custody: Custody = Custody.THRESHOLD
     run: RunConfig = field(default_factory=RunConfig)
@@ -148,10 +154,16 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
     homes = {p.name: ensure_party(consortium, network_home, p, PartyKind.COMPANY, progress) for p in config.companies}
 
     if config.noise_multiplier <= 0:
-        config = replace(config, noise_multiplier=calibrate_noise(config.epsilon_budget, config.delta, config.rounds))
+        sigma = calibrate_noise(epsilon_budget=config.epsilon_budget, delta=config.delta, rounds=config.rounds,
+                                sample_rate=config.sample_rate, steps_per_round=config.steps_per_round,
+                                label_epsilon=config.label_epsilon)
+        config = replace(config, noise_multiplier=sigma)
         progress(f"noise multiplier {config.noise_multiplier}: the smallest that fits {config.rounds} rounds "
-                 f"in epsilon {config.epsilon_budget} (delta {config.delta})")
-    affordable = RdpAccountant(noise_multiplier=config.noise_multiplier).max_steps(
+                 f"in {config.unit}-level epsilon {config.epsilon_budget} (delta {config.delta}, sample rate "
+                 f"{config.sample_rate}, {config.steps_per_round} step(s) a round, label epsilon {config.label_epsilon})")
+    affordable = RdpAccountant(noise_multiplier=config.noise_multiplier, sample_rate=config.sample_rate,
+                               steps_per_round=config.steps_per_round,
+                               label_epsilon=config.label_epsilon).max_rounds(
         epsilon_budget=config.epsilon_budget, delta=config.delta)
     if affordable < config.rounds:
         raise PrivacyError(f"noise multiplier {config.noise_multiplier} allows only {affordable} round(s) within "
@@ -159,8 +171,9 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
                            f"fewer --rounds")
     task_id = config.task_id or f"task-{secrets.token_hex(4)}"
     names = [p.name for p in config.companies]
-    dataset = tasks.load_dataset(config.model, seed=config.run.seed)
-    sizes = [len(part) for part in _partition_sizes(dataset.y_train, len(names), config.run)]
+    dataset = tasks.load_dataset(config.model, data_path=config.data_path, seed=config.run.seed)
+    sizes = [len(part) for part in company_parts(dataset.y_train, len(names), partitioner=config.run.partitioner,
+                                                 alpha=config.run.alpha, seed=config.run.seed)]
     task_file = coordinator.root / "tasks" / f"{task_id}.json"
     task_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     task_file.write_text(json.dumps({
@@ -169,6 +182,8 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
         "quorum": config.quorum, "min-participants": config.min_participants, "max-weight": max(sizes),
         "epsilon-budget": config.epsilon_budget, "delta": config.delta, "clip-norm": config.clip_norm,
         "noise-multiplier": config.noise_multiplier, "noise-mode": str(config.noise_mode),
+        "privacy-unit": str(config.unit), "sample-rate": config.sample_rate,
+        "steps-per-round": config.steps_per_round, "label-epsilon": config.label_epsilon,
         "key-bits": config.key_bits, "key-custody": str(config.custody),
         # Under escrow the master is a committee member other than the leader, so one failure
         # does not take both roles.
@@ -194,9 +209,13 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
             name, home = company.name, homes[company.name]
             deployment.start_supernode(name, home=home.root, node_key=home.node_key_path, index=index,
                                        node_config={"home": str(home.root), "partition-id": index,
-                                                    "num-partitions": len(names)}, placement=company.placement)
+                                                    "num-partitions": len(names),
+                                                    **({"data-path": str(config.data_path)} if config.data_path
+                                                       else {})},
+                                       placement=company.placement)
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
-        metrics = coordinate(deployment, coordinator, replace(config.run, task_id=task_id), rounds=config.rounds,
+        run = replace(config.run, task_id=task_id, data_path=str(config.data_path or ""))
+        metrics = coordinate(deployment, coordinator, run, rounds=config.rounds,
                              progress=progress)
     finally:
         deployment.stop()
@@ -229,30 +248,8 @@ def coordinate(deployment: FlowerDeployment, coordinator: PartyHome, run: RunCon
     return metrics
 
 
-def calibrate_noise(epsilon_budget: float, delta: float, rounds: int) -> float:
-    """The smallest noise multiplier (to 0.01) whose ``rounds`` full-participation rounds fit the budget."""
-    low, high = 0.01, 100.0
-    if RdpAccountant(noise_multiplier=high).epsilon_after(rounds, delta=delta) > epsilon_budget:
-        raise PrivacyError(f"no noise multiplier up to {high} fits {rounds} rounds in epsilon {epsilon_budget}")
-    while high - low > 0.005:
-        mid = (low + high) / 2
-        if RdpAccountant(noise_multiplier=mid).epsilon_after(rounds, delta=delta) > epsilon_budget:
-            low = mid
-        else:
-            high = mid
-    return math.ceil(high * 100) / 100
-
-
-def _partition_sizes(labels: Any, parts: int, run: RunConfig) -> Sequence[Any]:
-    from fedledger.fl.data import partition_dirichlet, partition_iid
-
-    if run.partitioner is Partitioner.DIRICHLET:
-        return partition_dirichlet(labels, parts, alpha=run.alpha, seed=run.seed)
-    return partition_iid(len(labels), parts, seed=run.seed)
-
-
-def plot(metrics: dict[str, Any], path: Path) -> None:
-    """A PNG of test accuracy and cumulative epsilon per round."""
+def plot(metrics: dict[str, Any], path: Path, reference: Sequence[float] | None = None) -> None:
+    """A PNG of test accuracy and cumulative epsilon per round (and plain FedAvg's accuracy, if given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,7 +257,10 @@ def plot(metrics: dict[str, Any], path: Path) -> None:
 
     rounds = [r["round"] for r in metrics["rounds"]]
     fig, left = plt.subplots(figsize=(6, 3.5))
-    left.plot(rounds, [r["accuracy"] for r in metrics["rounds"]], "o-", color="tab:blue")
+    left.plot(rounds, [r["accuracy"] for r in metrics["rounds"]], "o-", color="tab:blue", label="FedLedger")
+    if reference is not None:
+        left.plot(range(len(reference)), reference, "x:", color="tab:gray", label="no privacy (plain FedAvg)")
+        left.legend(loc="lower right")
     left.set_xlabel("round")
     left.set_ylabel("test accuracy", color="tab:blue")
     right = left.twinx()

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedledger.errors import DataError, PrivacyError
+from fedledger.errors import DataError
 from fedledger.fl.task import (
     TASKS,
     Dataset,
@@ -159,7 +159,7 @@ def test_the_cnn_learns_mnist_from_2000_examples_in_two_epochs(mnist: Dataset) -
                          momentum=0.9, seed=0)
     loss, accuracy = evaluate(model, mnist.x_test, mnist.y_test)
 
-    assert result.samples == 2000 and result.seconds > 0 and result.epsilon is None
+    assert result.samples == 2000 and result.seconds > 0
     assert accuracy > 0.8, accuracy
     assert math.isfinite(loss) and loss < 1.0
 
@@ -196,63 +196,6 @@ def test_cnn_training_is_fixed_by_the_seed(mnist: Dataset) -> None:
         flats.append(get_flat(model))
 
     assert np.array_equal(flats[0], flats[1])
-
-
-def test_dp_sgd_runs_reports_a_finite_epsilon_and_leaves_a_plain_model(breast_cancer: Dataset) -> None:
-    model = build_model("breast-cancer-logreg", seed=0)
-    dp_sgd = {"noise_multiplier": 1.0, "max_grad_norm": 1.0}
-
-    result = train_local(model, breast_cancer.x_train, breast_cancer.y_train, epochs=5, batch_size=32, lr=0.1,
-                         seed=0, dp_sgd=dp_sgd)
-
-    assert result.epsilon is not None and math.isfinite(result.epsilon) and result.epsilon > 0
-    assert np.all(np.isfinite(get_flat(model)))
-    assert not any(hasattr(p, "grad_sample") for p in model.parameters())
-    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
-    assert set(model.state_dict()) == {"linear.weight", "linear.bias"}
-    _, accuracy = evaluate(model, breast_cancer.x_test, breast_cancer.y_test)
-    assert accuracy > 0.8, accuracy
-
-
-def test_dp_sgd_is_fixed_by_the_seed_and_epsilon_grows_with_epochs(breast_cancer: Dataset) -> None:
-    x, y = breast_cancer.x_train, breast_cancer.y_train
-    dp_sgd = {"noise_multiplier": 1.1, "max_grad_norm": 0.5, "delta": 1e-4}
-    results, flats = [], []
-    for epochs in (1, 1, 3):
-        model = build_model("breast-cancer-logreg", seed=0)
-        results.append(train_local(model, x, y, epochs=epochs, batch_size=16, lr=0.1, seed=4, dp_sgd=dp_sgd))
-        flats.append(get_flat(model))
-
-    assert np.array_equal(flats[0], flats[1]) and results[0].epsilon == results[1].epsilon
-    assert results[0].epsilon is not None and results[2].epsilon is not None
-    assert results[2].epsilon > results[0].epsilon
-
-
-def test_dp_sgd_runs_on_the_cnn(mnist: Dataset) -> None:
-    model = build_model("mnist-cnn", seed=0)
-
-    result = train_local(model, mnist.x_train[:256], mnist.y_train[:256], epochs=1, batch_size=64, lr=0.1, seed=0,
-                         dp_sgd={"noise_multiplier": 1.0, "max_grad_norm": 1.0})
-
-    assert result.epsilon is not None and math.isfinite(result.epsilon)
-    assert count_parameters(model) == CNN_PARAMS and np.all(np.isfinite(get_flat(model)))
-
-
-@pytest.mark.parametrize(("dp_sgd", "message"), [
-    ({"noise_multiplier": 1.0}, r"needs \['max_grad_norm'\]"),
-    ({"noise_multiplier": 1.0, "max_grad_norm": 1.0, "noise": 2.0}, r"unknown dp_sgd key\(s\) \['noise'\]"),
-    ({"noise_multiplier": 0.0, "max_grad_norm": 1.0}, r"noise_multiplier must be a positive number"),
-    ({"noise_multiplier": 1.0, "max_grad_norm": -1.0}, r"max_grad_norm must be a positive number"),
-    ({"noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1.0}, r"delta must be in \(0, 1\)"),
-])
-def test_invalid_dp_sgd_settings_are_refused_before_training(dp_sgd: dict[str, float], message: str) -> None:
-    model = LogisticRegression(2, 2)
-    before = get_flat(model)
-
-    with pytest.raises(PrivacyError, match=message):
-        train_local(model, np.zeros((4, 2)), np.array([0, 1, 0, 1]), epochs=1, batch_size=2, lr=0.1, seed=0,
-                    dp_sgd=dp_sgd)
-    assert np.array_equal(get_flat(model), before)
 
 
 def test_mismatched_or_empty_data_is_refused() -> None:

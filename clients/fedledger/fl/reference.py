@@ -1,0 +1,67 @@
+"""What training without privacy would give: plain FedAvg on the same data, partition and rounds.
+
+The yardstick the README's accuracy claims are measured against: every company trains from the
+global model exactly as a company-level task's ClientApp does (``train_local`` with the run's
+local epochs, batch, learning rate and per-round seed), and the updates are averaged by sample
+count, in the clear, with no clipping, noise or encryption. Plain numpy and torch; no Flower, no
+Fabric, nobody's privacy: a reference for measurement only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from fedledger.fl import task as tasks
+from fedledger.fl.config import Partitioner, RunConfig
+from fedledger.fl.data import partition_dirichlet, partition_iid
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Test accuracy and loss of plain FedAvg after each round (index 0: the initial model)."""
+
+    accuracy: tuple[float, ...]
+    loss: tuple[float, ...]
+
+
+def company_parts(labels: npt.ArrayLike, companies: int, *, partitioner: Partitioner, alpha: float,
+                  seed: int) -> list[npt.NDArray[np.int64]]:
+    """Each company's indices into the training split: how the demo's node configs split a dataset."""
+    if partitioner is Partitioner.DIRICHLET:
+        return partition_dirichlet(labels, companies, alpha=alpha, seed=seed)
+    return partition_iid(len(np.asarray(labels)), companies, seed=seed)
+
+
+def plain_fedavg(model: str, *, companies: int, rounds: int, run: RunConfig,
+                 data_path: Path | str | None = None, parts: Sequence[npt.NDArray[np.int64]] | None = None) -> Reference:
+    """Train task ``model`` by plain FedAvg across ``companies`` for ``rounds`` rounds; score every round."""
+    dataset = tasks.load_dataset(model, data_path=data_path, seed=run.seed)
+    parts = list(parts) if parts is not None else company_parts(
+        dataset.y_train, companies, partitioner=run.partitioner, alpha=run.alpha, seed=run.seed)
+    evaluator = tasks.build_model(model)
+    weights = tasks.get_flat(tasks.build_model(model)).astype(np.float64)
+    accuracy, loss = [], []
+
+    def score() -> None:
+        tasks.set_flat(evaluator, weights.astype(np.float32))
+        lost, right = tasks.evaluate(evaluator, dataset.x_test, dataset.y_test)
+        accuracy.append(right)
+        loss.append(lost)
+
+    score()
+    for n in range(1, rounds + 1):
+        total = np.zeros_like(weights)
+        for indices in parts:
+            local = tasks.build_model(model)
+            tasks.set_flat(local, weights.astype(np.float32))
+            tasks.train_local(local, dataset.x_train[indices], dataset.y_train[indices], epochs=run.local_epochs,
+                              batch_size=run.batch_size, lr=run.lr, seed=run.seed * 1000 + n)
+            total += len(indices) * tasks.get_flat(local).astype(np.float64)
+        weights = total / sum(len(p) for p in parts)
+        score()
+    return Reference(tuple(accuracy), tuple(loss))
