@@ -146,7 +146,7 @@ def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_netwo
         shares = {m: load_key_share(PartyHome(parties[m]).sealing_key().open(ledger.sealed_share("e2e-train", m)),
                                     public) for m in task["committee"]}
         recorded = {task["model"]["initial_weights_sha256"]}
-        for n in (1, 2):
+        for n in range(1, DEMO_ROUNDS + 1):
             record = ledger.get_round("e2e-train", n)
             recorded |= {u["artifact_sha256"] for u in ledger.list_updates("e2e-train", n)}
             recorded |= {record["aggregate"]["sha256"], record["model_sha256"]}
@@ -246,7 +246,7 @@ def test_audit_verify_passes_for_a_trained_task_and_names_a_tampered_update(
         cli_network: CliNetwork, trained: dict[str, Any]) -> None:
     clean = cli_network.run("audit", "verify", "e2e-train", "--json")
     report = json.loads(clean.stdout)
-    assert report["ok"] and report["rounds"] == 2
+    assert report["ok"] and report["rounds"] == DEMO_ROUNDS
 
     with CompanySession.open(cli_network.party("coordinator")) as session:
         victim = session.ledger.list_updates("e2e-train", 1)[0]
@@ -426,3 +426,28 @@ def test_cifar10_trains_from_a_dataset_path_the_user_gives(cli_network: CliNetwo
                               *COMMON, check=False)
     assert refused.returncode != 0 and "needs a data path" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_local_dp_sgd_with_label_noise_books_both_and_each_company_reports_its_epsilon(
+        cli_network: CliNetwork) -> None:
+    done = cli_network.run("train", "--task-id", "e2e-local", "--noise-mode", "local", "--steps-per-round", "4",
+                           "--sample-rate", "0.1", "--lr", "0.5", "--label-epsilon", "2", "--rounds", "2",
+                           "--epsilon", "20", "--json", "--key-bits", "1024", "--round-timeout", "120")
+    run = json.loads(done.stdout)
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        dp = session.ledger.get_task("e2e-local")["dp"]
+    assert (dp["unit"], dp["noise_mode"], dp["steps_per_round"], dp["label_epsilon"]) == ("record", "local", 4, "2")
+    sigma = float(dp["noise_multiplier"])
+    with_labels = RdpAccountant(noise_multiplier=sigma, sample_rate=0.1, steps_per_round=4, label_epsilon=2.0)
+    without = RdpAccountant(noise_multiplier=sigma, sample_rate=0.1, steps_per_round=4)
+    final = run["rounds"][-1]
+    assert final["epsilon"] == pytest.approx(with_labels.epsilon_after(2, delta=1e-5), abs=1e-9)
+    assert final["epsilon"] > without.epsilon_after(2, delta=1e-5)
+    # Each company's own (Opacus) accountant over its 8 steps: equal to the DP-SGD part the ledger books.
+    assert sorted(final["company_epsilons"]) == ["carrier-co", "manufacturer-co", "warehouse-co"]
+    for epsilon in final["company_epsilons"].values():
+        assert epsilon == pytest.approx(without.epsilon_after(2, delta=1e-5), abs=1e-6)
+    # Labels were randomized once for the task and kept in each company's own home, readable by it alone.
+    for company in ("carrier-co", "manufacturer-co", "warehouse-co"):
+        kept = cli_network.party(company) / "tasks" / "e2e-local" / "labels.i64"
+        assert kept.exists() and (kept.stat().st_mode & 0o077) == 0

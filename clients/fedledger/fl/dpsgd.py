@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from fedledger.errors import PrivacyError
+from fedledger.fl.task import to_tensors
 
 _CHUNK = 256
 
@@ -75,16 +76,6 @@ def poisson_sample(count: int, rate: float, rng: np.random.Generator) -> npt.NDA
     return np.flatnonzero(rng.random(count) < rate).astype(np.int64)
 
 
-def _tensors(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
-    if xt.shape[0] != yt.shape[0] or yt.ndim != 1:
-        raise ValueError(f"x has {xt.shape[0]} examples but y has shape {tuple(yt.shape)}; expected one label each")
-    if xt.shape[0] == 0:
-        raise ValueError("no examples: x and y are empty")
-    return xt, yt
-
-
 def clipped_gradient_sum(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, sample_rate: float,
                          clip_norm: float, rng: np.random.Generator | None = None) -> GradientSum:
     """Poisson-sample the records at ``sample_rate``, clip each example's loss gradient to ``clip_norm``, sum.
@@ -96,7 +87,7 @@ def clipped_gradient_sum(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *
     from torch.func import functional_call, grad, vmap
 
     settings = DpSgd(0.0, clip_norm, sample_rate)
-    xt, yt = _tensors(x, y)
+    xt, yt = to_tensors(x, y)
     rng = rng if rng is not None else secret_rng()
     start = time.perf_counter()
     batch = poisson_sample(int(xt.shape[0]), settings.sample_rate, rng)
@@ -158,7 +149,7 @@ def local_dp_sgd(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, settin
 
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
-    xt, yt = _tensors(x, y)
+    xt, yt = to_tensors(x, y)
     seed = seed if seed is not None else secrets.randbits(63)
     sampling = torch.Generator().manual_seed(seed)
     noise = torch.Generator().manual_seed(seed ^ 0x5EED)

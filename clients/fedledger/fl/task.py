@@ -60,6 +60,7 @@ __all__ = [
     "partition_iid",
     "read_idx",
     "set_flat",
+    "to_tensors",
     "train_local",
     "train_test_split",
 ]
@@ -161,7 +162,8 @@ class TrainResult:
     loss: float
 
 
-def _tensors(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+def to_tensors(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features as float32 and labels as int64 tensors, one label per example (ValueError otherwise, or if empty)."""
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     if xt.shape[0] != yt.shape[0] or yt.ndim != 1:
@@ -192,7 +194,7 @@ def train_local(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, epochs:
                          f"{num_threads}")
     if not lr > 0 or not momentum >= 0:
         raise ValueError(f"lr must be positive and momentum non-negative, got lr={lr!r}, momentum={momentum!r}")
-    xt, yt = _tensors(x, y)
+    xt, yt = to_tensors(x, y)
     loader_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0])
     criterion = nn.CrossEntropyLoss()
     previous_threads = torch.get_num_threads()
@@ -234,7 +236,7 @@ def evaluate(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, batch_size
     (loss, accuracy):
         Accuracy is the fraction of examples whose highest logit is their label.
     """
-    xt, yt = _tensors(x, y)
+    xt, yt = to_tensors(x, y)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     was_training = model.training
     model.eval()
