@@ -82,7 +82,8 @@ from fedledger.fl import task as tasks  # noqa: E402
 from fedledger.fl.artifacts import ArtifactStore, DirectoryStore  # noqa: E402
 from fedledger.fl.company import CompanySession  # noqa: E402
 from fedledger.fl.custody import deal_key  # noqa: E402
-from fedledger.fl.dpsgd import DpSgd, clipped_gradient_sum, local_dp_sgd  # noqa: E402
+from fedledger.fl.dpsgd import DpSgd, OpacusDpSgd, clipped_gradient_sum, local_dp_sgd  # noqa: E402
+from fedledger.fl.reference import local_update  # noqa: E402
 from fedledger.fl.memory import MemoryLedger  # noqa: E402
 from fedledger.fl.party import PartyKind  # noqa: E402
 from fedledger.fl.publish import TaskSpec, publish_task  # noqa: E402
@@ -454,12 +455,9 @@ def finite(update: Vector, company: int, n: int) -> Vector:
 
 def local_sgd_update(settings: Settings, x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], model: Model,
                      *, seed: int) -> Vector:
-    """A company's plain local SGD from ``model`` (as a company-level task's ClientApp trains): its update."""
-    local = tasks.build_model(MODEL)
-    tasks.set_flat(local, model)
-    tasks.train_local(local, x, y, epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
-                      seed=seed)
-    return tasks.get_flat(local).astype(np.float64) - model.astype(np.float64)
+    """A company's plain local SGD from ``model`` (``fl.reference.local_update``, with this run's settings)."""
+    return local_update(MODEL, model, x, y, epochs=settings.local_epochs, batch_size=settings.batch_size,
+                        lr=settings.lr, seed=seed)
 
 
 class PlainFedAvg:
@@ -568,51 +566,23 @@ class LocalDpSgd:
 class CentralDpSgd:
     """The anchor: Opacus DP-SGD on the pooled training set, one step a round, over the whole run.
 
-    A persistent GradSampleModule, DPOptimizer over SGD(lr, momentum) and DPDataLoader at rate q:
+    ``fl.dpsgd.OpacusDpSgd`` kept over the run (Opacus's GradSampleModule, DPOptimizer over
+    SGD(lr, momentum) and DPDataLoader at rate q), the mechanism local mode uses too:
     each step Poisson-samples the 4,000 images, clips each example's gradient to S, adds
     N(0, (sigma S)^2) to the sum and divides by the expected batch q N; torch's heavy-ball momentum
     is ``ServerStep``'s. Sampling and noise are seeded from the OS CSPRNG, like every DP variant here.
     """
 
     def __init__(self, settings: Settings, data: Data, noise_multiplier: float, initial: Model) -> None:
-        from opacus import GradSampleModule
-        from opacus.data_loader import DPDataLoader
-        from opacus.optimizers import DPOptimizer
-        from torch.utils.data import TensorDataset
-
         self.model = tasks.build_model(MODEL)
         tasks.set_flat(self.model, initial)
-        x = torch.from_numpy(np.ascontiguousarray(data.dataset.x_train, dtype=np.float32))
-        y = torch.from_numpy(np.ascontiguousarray(data.dataset.y_train, dtype=np.int64))
-        self.loader = DPDataLoader(TensorDataset(x, y), sample_rate=settings.sample_rate,
-                                   generator=torch.Generator().manual_seed(secrets.randbits(63)))
-        self.module = GradSampleModule(self.model)
-        self.optimizer = DPOptimizer(
-            torch.optim.SGD(self.module.parameters(), lr=settings.server_lr, momentum=settings.server_momentum),
-            noise_multiplier=noise_multiplier, max_grad_norm=settings.clip_norm,
-            expected_batch_size=max(1, round(settings.sample_rate * len(y))),
-            generator=torch.Generator().manual_seed(secrets.randbits(63)))
-        self.criterion = torch.nn.CrossEntropyLoss()
-        self._batches = iter(self.loader)
-
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            xb, yb = next(self._batches)
-        except StopIteration:  # one pass of the loader is 1/q Poisson batches; take the next pass
-            self._batches = iter(self.loader)
-            xb, yb = next(self._batches)
-        return xb, yb
+        self.trainer = OpacusDpSgd(self.model, data.dataset.x_train, data.dataset.y_train,
+                                   settings=DpSgd(noise_multiplier, settings.clip_norm, settings.sample_rate),
+                                   lr=settings.server_lr, momentum=settings.server_momentum)
 
     def round(self, n: int, model: Model, phases: Phases, extra: dict[str, float]) -> Model:
         with phases("train"):
-            xb, yb = self._next_batch()
-            self.module.train()
-            self.optimizer.zero_grad(set_to_none=True)
-            if len(yb):
-                self.criterion(self.module(xb), yb).backward()
-            # An empty Poisson batch still takes its noise-only step, as the accountant assumes.
-            self.optimizer.step()
-        extra["batch"] = float(len(yb))
+            extra["batch"] = float(self.trainer.step())
         return tasks.get_flat(self.model).astype(np.float32)
 
 

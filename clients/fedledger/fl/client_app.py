@@ -168,7 +168,6 @@ def _task_labels(node: _Node, plan: TaskPlan, y: np.ndarray, num_classes: int) -
         raise RoundError(f"the labels {node.name} randomized for task {plan.task_id} ({kept.size}) do not match its "
                          f"{y.size} records; its data changed during the task")
     noisy = randomized_response(y, num_classes=num_classes, epsilon=plan.label_epsilon)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_secret(path, np.asarray(noisy, dtype="<i8").tobytes())
     return noisy
 

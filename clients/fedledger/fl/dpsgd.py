@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from fedledger.errors import PrivacyError
+from fedledger.fl.models import trainable_parameters
 from fedledger.fl.task import to_tensors
 
 _CHUNK = 256
@@ -91,10 +92,9 @@ def clipped_gradient_sum(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *
     rng = rng if rng is not None else secret_rng()
     start = time.perf_counter()
     batch = poisson_sample(int(xt.shape[0]), settings.sample_rate, rng)
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    order = [name for name in model.state_dict(keep_vars=True) if name in params]
-    total = torch.zeros(sum(params[n].numel() for n in names), dtype=torch.float64)
+    # In get_flat's order, so the sum lines up with the model's flat vector.
+    params = {name: p.detach() for name, p in trainable_parameters(model)}
+    total = torch.zeros(sum(p.numel() for p in params.values()), dtype=torch.float64)
     clipped = 0
     criterion = nn.CrossEntropyLoss()
 
@@ -110,7 +110,7 @@ def clipped_gradient_sum(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *
         for lo in range(0, len(batch), _CHUNK):
             index = torch.from_numpy(batch[lo:lo + _CHUNK])
             grads = per_example(params, xt[index], yt[index])
-            flat = torch.cat([grads[n].reshape(len(index), -1) for n in order], dim=1).to(torch.float64)
+            flat = torch.cat([grads[n].reshape(len(index), -1) for n in params], dim=1).to(torch.float64)
             norms = flat.norm(dim=1, keepdim=True)
             scale = torch.clamp(clip_norm / (norms + 1e-12), max=1.0)
             clipped += int((norms.squeeze(1) > clip_norm).sum())
@@ -118,6 +118,63 @@ def clipped_gradient_sum(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *
     finally:
         model.train(was_training)
     return GradientSum(total.numpy(), int(len(batch)), clipped, time.perf_counter() - start)
+
+
+class OpacusDpSgd:
+    """DP-SGD with Opacus over one dataset, a step at a time, its state kept between steps.
+
+    Opacus's ``GradSampleModule`` computes per-example gradients, its ``DPOptimizer`` (over SGD
+    with ``momentum``) clips each to S and adds N(0, (sigma S)^2) to every batch's sum, divided by
+    the expected batch q N, and its ``DPDataLoader`` Poisson-samples at exactly ``settings.sample_rate``
+    (``settings.steps`` is not used here: the caller steps). Sampling and noise generators are
+    seeded by ``seed``, or from the OS CSPRNG without it. ``close`` hands the model back without
+    Opacus's hooks.
+    """
+
+    def __init__(self, model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, settings: DpSgd, lr: float,
+                 momentum: float = 0.0, seed: int | None = None) -> None:
+        from opacus import GradSampleModule
+        from opacus.data_loader import DPDataLoader
+        from opacus.optimizers import DPOptimizer
+        from torch.utils.data import TensorDataset
+
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        xt, yt = to_tensors(x, y)
+        seed = seed if seed is not None else secrets.randbits(63)
+        self.loader = DPDataLoader(TensorDataset(xt, yt), sample_rate=settings.sample_rate,
+                                   generator=torch.Generator().manual_seed(seed))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            self.module = GradSampleModule(model)
+        self.optimizer = DPOptimizer(torch.optim.SGD(self.module.parameters(), lr=lr, momentum=momentum),
+                                     noise_multiplier=settings.noise_multiplier, max_grad_norm=settings.clip_norm,
+                                     expected_batch_size=max(1, round(settings.sample_rate * len(yt))),
+                                     generator=torch.Generator().manual_seed(seed ^ 0x5EED))
+        self.criterion = nn.CrossEntropyLoss()
+        self._batches = iter(self.loader)
+
+    def step(self) -> int:
+        """One DP-SGD step on the next Poisson batch (the loader restarts when a pass ends); its size."""
+        try:
+            xb, yb = next(self._batches)
+        except StopIteration:  # a pass of the loader is 1/q batches; take the next pass
+            self._batches = iter(self.loader)
+            xb, yb = next(self._batches)
+        self.module.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():
+            # The first layer's input never requires a gradient; torch warns about Opacus's backward hooks.
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            if len(yb):
+                self.criterion(self.module(xb), yb).backward()
+            # An empty Poisson batch still takes its noise-only step, as the accountant assumes.
+            self.optimizer.step()
+        return int(len(yb))
+
+    def close(self) -> None:
+        """Leave the model as it was given: no per-example hooks, no grad_sample fields."""
+        self.module.to_standard_module()
 
 
 @dataclass(frozen=True)
@@ -132,53 +189,21 @@ class LocalDpSgdResult:
 
 def local_dp_sgd(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, *, settings: DpSgd, lr: float,
                  delta: float, rounds_so_far: int = 0, seed: int | None = None) -> LocalDpSgdResult:
-    """Run ``settings.steps`` steps of DP-SGD with Opacus on the company's own records, in place.
+    """Run ``settings.steps`` steps of DP-SGD with Opacus (``OpacusDpSgd``) on the company's records, in place.
 
-    Opacus's ``GradSampleModule`` computes per-example gradients, its ``DPOptimizer`` clips each
-    to S and adds N(0, (sigma S)^2) to every batch's sum, and its ``DPDataLoader`` Poisson-samples
-    at exactly ``settings.sample_rate``. The returned epsilon is Opacus's RDP accountant over this
-    company's steps in all rounds so far plus this one (``rounds_so_far``), the figure the
-    company reports next to the one the ledger books. ``seed`` fixes sampling and noise (tests);
-    without it both are seeded from the OS CSPRNG.
+    The returned epsilon is Opacus's RDP accountant over this company's steps in all rounds so far
+    plus this one (``rounds_so_far``), the figure the company reports next to the one the ledger
+    books. ``seed`` fixes sampling and noise (tests); without it both are seeded from the OS CSPRNG.
     """
-    from opacus import GradSampleModule
     from opacus.accountants import RDPAccountant
-    from opacus.data_loader import DPDataLoader
-    from opacus.optimizers import DPOptimizer
-    from torch.utils.data import TensorDataset
 
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    xt, yt = to_tensors(x, y)
-    seed = seed if seed is not None else secrets.randbits(63)
-    sampling = torch.Generator().manual_seed(seed)
-    noise = torch.Generator().manual_seed(seed ^ 0x5EED)
     start = time.perf_counter()
-    loader = DPDataLoader(TensorDataset(xt, yt), sample_rate=settings.sample_rate, generator=sampling)
-    with warnings.catch_warnings():
-        # The first layer's input never requires a gradient; torch warns about Opacus's backward hooks.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        module = GradSampleModule(model)
-        optimizer = DPOptimizer(torch.optim.SGD(module.parameters(), lr=lr),
-                                noise_multiplier=settings.noise_multiplier, max_grad_norm=settings.clip_norm,
-                                expected_batch_size=max(1, round(settings.sample_rate * len(yt))), generator=noise)
-        criterion = nn.CrossEntropyLoss()
-        module.train()
-        taken, seen = 0, 0
-        try:
-            while taken < settings.steps:
-                for xb, yb in loader:
-                    optimizer.zero_grad(set_to_none=True)
-                    if len(yb):
-                        criterion(module(xb), yb).backward()
-                    # An empty Poisson batch still takes its noise-only step, as the accountant assumes.
-                    optimizer.step()
-                    taken, seen = taken + 1, seen + len(yb)
-                    if taken == settings.steps:
-                        break
-        finally:
-            module.to_standard_module()
+    trainer = OpacusDpSgd(model, x, y, settings=settings, lr=lr, seed=seed)
+    try:
+        seen = sum(trainer.step() for _ in range(settings.steps))
+    finally:
+        trainer.close()
     accountant = RDPAccountant()
     accountant.history = [(settings.noise_multiplier, settings.sample_rate, settings.steps * (rounds_so_far + 1))]
     epsilon = float(accountant.get_epsilon(delta)) if settings.noise_multiplier > 0 else math.inf
-    return LocalDpSgdResult(taken, seen / taken, time.perf_counter() - start, epsilon)
+    return LocalDpSgdResult(settings.steps, seen / settings.steps, time.perf_counter() - start, epsilon)

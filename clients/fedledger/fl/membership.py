@@ -135,14 +135,12 @@ class AttackResult:
 def _logits(model: nn.Module, x: npt.ArrayLike, y: npt.ArrayLike, batch_size: int) -> tuple[FloatArray, IndexArray]:
     import torch
 
+    from fedledger.fl.task import to_tensors
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    labels = np.ascontiguousarray(y, dtype=np.int64)
-    if labels.ndim != 1 or xt.shape[0] != labels.shape[0]:
-        raise ValueError(f"x has {xt.shape[0]} examples but y has shape {labels.shape}; expected one label each")
-    if labels.shape[0] == 0:
-        raise ValueError("no examples: x and y are empty")
+    xt, yt = to_tensors(x, y)
+    labels: IndexArray = yt.numpy()
     was_training = model.training
     model.eval()
     try:

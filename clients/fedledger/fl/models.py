@@ -69,7 +69,8 @@ class LogisticRegression(nn.Module):
         return out
 
 
-def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The trainable parameters by name, in ``state_dict`` order: the layout of ``get_flat``'s vector."""
     # The state_dict's order is fixed by the module's definition, the same in every company's
     # process, so position i of the vector means the same weight everywhere.
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
@@ -78,7 +79,7 @@ def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 def count_parameters(model: nn.Module) -> int:
     """The number of trainable parameters: the length of ``get_flat(model)``."""
-    return sum(p.numel() for _, p in _trainable(model))
+    return sum(p.numel() for _, p in trainable_parameters(model))
 
 
 def get_flat(model: nn.Module) -> npt.NDArray[np.float32]:
@@ -87,7 +88,7 @@ def get_flat(model: nn.Module) -> npt.NDArray[np.float32]:
     Buffers (running statistics, masks) and frozen parameters are not included: they are not
     trained, so they are not part of an update.
     """
-    params = _trainable(model)
+    params = trainable_parameters(model)
     if not params:
         return np.zeros(0, dtype=np.float32)
     with torch.no_grad():
@@ -117,7 +118,7 @@ def set_flat(model: nn.Module, vector: npt.ArrayLike) -> None:
     source = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
     offset = 0
     with torch.no_grad():
-        for _, p in _trainable(model):
+        for _, p in trainable_parameters(model):
             n = p.numel()
             p.copy_(source[offset:offset + n].reshape(p.shape).to(dtype=p.dtype, device=p.device))
             offset += n

@@ -37,6 +37,16 @@ def company_parts(labels: npt.ArrayLike, companies: int, *, partitioner: Partiti
     return partition_iid(len(np.asarray(labels)), companies, seed=seed)
 
 
+def local_update(model: str, weights: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, *, epochs: int,
+                 batch_size: int, lr: float, seed: int) -> npt.NDArray[np.float64]:
+    """A company's plain local SGD from the global ``weights`` (as a company-level ClientApp trains): its update."""
+    start = np.asarray(weights, dtype=np.float32)
+    local = tasks.build_model(model)
+    tasks.set_flat(local, start)
+    tasks.train_local(local, x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    return tasks.get_flat(local).astype(np.float64) - start.astype(np.float64)
+
+
 def plain_fedavg(model: str, *, companies: int, rounds: int, run: RunConfig,
                  data_path: Path | str | None = None, parts: Sequence[npt.NDArray[np.int64]] | None = None) -> Reference:
     """Train task ``model`` by plain FedAvg across ``companies`` for ``rounds`` rounds; score every round."""
@@ -57,11 +67,10 @@ def plain_fedavg(model: str, *, companies: int, rounds: int, run: RunConfig,
     for n in range(1, rounds + 1):
         total = np.zeros_like(weights)
         for indices in parts:
-            local = tasks.build_model(model)
-            tasks.set_flat(local, weights.astype(np.float32))
-            tasks.train_local(local, dataset.x_train[indices], dataset.y_train[indices], epochs=run.local_epochs,
-                              batch_size=run.batch_size, lr=run.lr, seed=run.seed * 1000 + n)
-            total += len(indices) * tasks.get_flat(local).astype(np.float64)
-        weights = total / sum(len(p) for p in parts)
+            total += len(indices) * local_update(model, weights, dataset.x_train[indices], dataset.y_train[indices],
+                                                 epochs=run.local_epochs, batch_size=run.batch_size, lr=run.lr,
+                                                 seed=run.seed * 1000 + n)
+        # The average of the local models: the float32 global they started from plus the average update.
+        weights = weights.astype(np.float32).astype(np.float64) + total / sum(len(p) for p in parts)
         score()
     return Reference(tuple(accuracy), tuple(loss))

@@ -599,14 +599,16 @@ class RoundResult:
     tx_id: str
 
 
-def _verified_aggregate(plan: TaskPlan, ledger: LedgerPort, round_number: int, aggregate_data: bytes) -> EncryptedVector:
+def _verified_aggregate(plan: TaskPlan, ledger: LedgerPort, round_number: int,
+                        aggregate_data: bytes) -> tuple[EncryptedVector, list[str]]:
+    """The recorded aggregate of a verified round, loaded, and the companies it includes."""
     record = ledger.get_round(plan.task_id, round_number)
-    digest, _ = _recorded_aggregate(plan, record, round_number)
+    digest, included = _recorded_aggregate(plan, record, round_number)
     if record["status"] != RoundStatus.VERIFIED:
         raise RoundError(f"round {round_number} of task {plan.task_id} is {record['status']}, not verified")
     if digest_of(aggregate_data) != digest:
         raise RoundError(f"the aggregate given to finish round {round_number} is not the one recorded on the ledger")
-    return load_vector(aggregate_data, plan.public_key, plan.layout)
+    return load_vector(aggregate_data, plan.public_key, plan.layout), included
 
 
 def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
@@ -617,7 +619,7 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
     Only partials from members whose valid vote is on the ledger, at their genesis index, are
     combined; the others are named in ``rejected_members``.
     """
-    vector = _verified_aggregate(plan, ledger, round_number, aggregate_data)
+    vector, included = _verified_aggregate(plan, ledger, round_number, aggregate_data)
     voters = valid_voters(ledger, plan.task_id, round_number)
     rejected: dict[str, str] = {}
     usable = []
@@ -642,7 +644,7 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
                          + (f" (refused: {'; '.join(f'{m}: {r}' for m, r in rejected.items())})" if rejected else ""))
     decrypted = combine_partials(plan.key, vector, usable)
     rejected.update({by_index[i]: reason for i, reason in decrypted.rejected.items()})
-    return _close(plan, ledger, store, round_number, global_model, vector, decrypted.values,
+    return _close(plan, ledger, store, round_number, global_model, vector, included, decrypted.values,
                   tuple(by_index[i] for i in decrypted.used), rejected, step or ServerStep())
 
 
@@ -654,7 +656,7 @@ def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, r
     The opening must come from the master the ledger names, whose valid vote is on the ledger, and
     every ciphertext of the recorded aggregate must re-encrypt from it.
     """
-    vector = _verified_aggregate(plan, ledger, round_number, aggregate_data)
+    vector, included = _verified_aggregate(plan, ledger, round_number, aggregate_data)
     named = current_master(ledger, plan.task_id)
     if master != named:
         raise RoundError(f"the decryption came from {master}, but the ledger names {named} master of task "
@@ -665,13 +667,13 @@ def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, r
         weighted_sum = check_opening(vector, load_opening(opening))
     except CryptoError as err:
         raise RoundError(f"the master {master}'s decryption of round {round_number} is refused: {err}") from None
-    return _close(plan, ledger, store, round_number, global_model, vector, weighted_sum, (master,), {},
+    return _close(plan, ledger, store, round_number, global_model, vector, included, weighted_sum, (master,), {},
                   step or ServerStep())
 
 
 def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_number: int, global_model: npt.ArrayLike,
-           vector: EncryptedVector, weighted_sum: npt.NDArray[np.float64], used: tuple[str, ...],
-           rejected: dict[str, str], step: ServerStep) -> RoundResult:
+           vector: EncryptedVector, included: list[str], weighted_sum: npt.NDArray[np.float64],
+           used: tuple[str, ...], rejected: dict[str, str], step: ServerStep) -> RoundResult:
     """Average, update the model, keep it and close the round with its hash.
 
     The average is FedAvg's (the weighted sum over the total weight) or, for gradient sums, the
@@ -683,7 +685,6 @@ def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_numbe
     if plan.noise_mode is NoiseMode.CENTRAL and plan.noise_multiplier > 0:
         weighted_sum = weighted_sum + gaussian_noise(weighted_sum.shape, std=plan.sum_noise_std)
     if plan.gradient_sum:
-        _, included = _recorded_aggregate(plan, ledger.get_round(plan.task_id, round_number), round_number)
         records = sum(int(u["samples"]) for u in ledger.list_updates(plan.task_id, round_number)
                       if u["company"] in included)
         average = weighted_sum / (plan.sample_rate * max(records, 1))
