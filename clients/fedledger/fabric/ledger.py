@@ -3,7 +3,7 @@
 Reads are evaluated on one peer and return the chaincode's JSON, parsed (records are typed below as
 they are on the ledger). Writes are endorsed, ordered and waited for; they return the transaction
 id once it has committed as valid; one that loses a read conflict to a concurrent transaction
-(``MVCC_READ_CONFLICT``) changed nothing and is endorsed and submitted again, up to five times.
+(``MVCC_READ_CONFLICT``) changed nothing and is endorsed and submitted again, up to eight times, backing off.
 The chaincode's refusals are not rewrapped: an
 :class:`~fedledger.errors.EndorseError` (a write) or :class:`~fedledger.errors.GatewayError` (a read)
 carries the chaincode's message verbatim.
@@ -450,7 +450,12 @@ def _names(values: Sequence[str], what: str) -> list[str]:
 
 # Validation codes of a transaction that lost a race for the same keys; resubmitting is safe.
 _CONFLICTS = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
-_CONFLICT_ATTEMPTS = 5
+_CONFLICT_ATTEMPTS = 8
+# Seconds before the first retry, doubled each time (with jitter): a retry must be endorsed after the
+# winner's block has committed on the endorsing peer, or it reads the same stale version and loses
+# again. Blocks are cut every 200 ms at most; companies whose training takes equally long (DP-SGD
+# gradient sums) submit to one round together.
+_CONFLICT_BACKOFF = 0.25
 
 
 class Ledger:
@@ -504,7 +509,7 @@ class Ledger:
             # submitting to one round at once, say): it changed nothing, so endorse it afresh.
             if status.code not in _CONFLICTS or attempt == _CONFLICT_ATTEMPTS:
                 raise CommitError(status.tx_id, status.code, block_number=status.block_number)
-            time.sleep(random.uniform(0.0, 0.05 * attempt))
+            time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * 2 ** (attempt - 1))
         if self._after_commit is not None:
             # A write is committed on the gateway's own peer first; other orgs' peers may lag a
             # block behind, and the next step of a round may read through one of them.

@@ -403,9 +403,11 @@ def contribute(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, comp
     layout = plan.layout
     bounded = np.clip(clipped, -layout.clip, layout.clip)
     data = dump_vector(encrypt_vector(plan.public_key, bounded, layout))
-    digest = store.put(data)
+    digest = digest_of(data)
     tx_id = ledger.submit_update(plan.task_id, round_number, artifact_sha256=digest, size_bytes=len(data),
                                  samples=int(samples), compute_millis=int(compute_millis))
+    # Kept once the ledger names it: a refused update leaves nothing behind in the company's store.
+    store.put(data)
     return UpdateReceipt(company, digest, len(data), int(samples), tx_id, data)
 
 

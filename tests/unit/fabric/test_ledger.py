@@ -176,15 +176,22 @@ def test_a_write_waits_for_its_commit_and_an_invalid_commit_raises_with_its_code
     assert len(contract.submitted) == 1  # not a conflict: not resubmitted
 
 
-def test_a_write_that_loses_a_read_conflict_is_endorsed_again_and_gives_up_after_five() -> None:
+def test_a_write_that_loses_a_read_conflict_is_endorsed_again_backing_off_and_gives_up_after_eight(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import fedledger.fabric.ledger as ledger_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(ledger_module.time, "sleep", waits.append)
     contract = RecordingContract(code="MVCC_READ_CONFLICT")
     ledger = Ledger(contract)
 
     with pytest.raises(CommitError, match="MVCC_READ_CONFLICT; another transaction") as caught:
         ledger.vote("t", 1, valid=True)
 
-    assert len(contract.submitted) == 5
-    assert caught.value.tx_id == "tx5"
+    assert len(contract.submitted) == 8
+    assert caught.value.tx_id == "tx8"
+    # Each retry waits past a block's commit, twice as long as the one before (within its jitter).
+    assert len(waits) == 7 and waits[0] >= 0.125 and all(b > a * 1.0 for a, b in zip(waits, waits[1:]))
 
 
 @pytest.mark.parametrize("call", [
