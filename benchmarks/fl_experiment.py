@@ -14,8 +14,9 @@ variant, all from the same initial model:
   network this script brings up in a temporary home on free ports and always tears down: each
   company sends the negative sum of its Poisson batch's clipped per-example gradients with its noise
   share sigma*S/sqrt(K), encrypted under a threshold Paillier key (2-of-3 committee, 2048 bits);
-  the leader sums, the committee verifies and partially decrypts, the leader takes the server step
-  (lr, heavy-ball momentum) of the anchor. It is the anchor's mechanism exactly: one DP-SGD step on
+  the committee elects the round's leader by VRF sortition, the leader sums, each member verifies and
+  partially decrypts with its vote, and the leader takes the server step (lr, heavy-ball momentum) of
+  the anchor, which the task's description on the ledger fixes. It is the anchor's mechanism exactly: one DP-SGD step on
   the union of the companies' data per round, so the way the records are split among companies
   does not change its distribution. It runs where ``--he-cells`` says (each 2048-bit round costs
   tens of seconds); elsewhere the tables say "not run";
@@ -76,8 +77,16 @@ from fedledger.crypto import (  # noqa: E402
     dump_threshold_key,
     load_key_share,
 )
+from fedledger.crypto.vrf import VrfKeyPair  # noqa: E402
 from fedledger.errors import FedLedgerError  # noqa: E402
-from fedledger.fabric.ledger import RoundRecord, TaskRecord, UpdateRecord, VoteRecord  # noqa: E402
+from fedledger.fabric.ledger import (  # noqa: E402
+    CompanyRecord,
+    ElectionProofRecord,
+    RoundRecord,
+    TaskRecord,
+    UpdateRecord,
+    VoteRecord,
+)
 from fedledger.fl import task as tasks  # noqa: E402
 from fedledger.fl.artifacts import ArtifactStore, DirectoryStore  # noqa: E402
 from fedledger.fl.company import CompanySession  # noqa: E402
@@ -94,12 +103,13 @@ from fedledger.fl.rounds import (  # noqa: E402
     RoundError,
     ServerStep,
     TaskPlan,
+    close_collection,
     contribute,
-    decryption_share,
     finish,
     lead,
     model_bytes,
     open_round,
+    stand_for_leader,
     verify,
 )
 from fedledger.network import ConsortiumConfig, Network  # noqa: E402
@@ -130,18 +140,21 @@ GOAL_CENTRAL_POINTS = 1.0
 GOAL_PLAIN_POINTS = 4.0
 # The table's "last 5" column: a final accuracy less at the mercy of one round's noise.
 TAIL_ROUNDS = 5
-# The HE timing table's columns and the internal phases each sums. "verify" is a committee member
-# recomputing the aggregate; "partial" one member's partial decryption; "combine" the leader's
-# verification and combination of the partials, and the server step.
+# The HE timing table's columns and the internal phases each sums. "aggregate" is the elected
+# leader's homomorphic sum; "verify" a committee member recomputing the aggregate and, with its
+# valid vote, partially decrypting it (one step of the protocol); "combine" the leader's check and
+# combination of t partials, and the server step. Electing the leader ("elect": each member's VRF
+# proof) and closing collection cost ledger time only.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "encrypt": ("encrypt",),
     "ledger": ("ledger",),
-    "aggregate": ("aggregate", "verify"),
-    "decrypt": ("partial", "combine"),
+    "aggregate": ("aggregate",),
+    "verify": ("verify",),
+    "combine": ("combine",),
 }
 # Phases each company or member would run on its own machine, in parallel with the others.
-PARALLEL = frozenset({"train", "encrypt", "verify", "partial"})
+PARALLEL = frozenset({"train", "encrypt", "elect", "verify"})
 
 
 def say(text: str) -> None:
@@ -369,6 +382,9 @@ class TimedLedger:
     def get_task(self, task_id: str) -> TaskRecord:
         return self._timed(False, lambda: self._inner.get_task(task_id))
 
+    def get_company(self, name: str) -> CompanyRecord:
+        return self._timed(False, lambda: self._inner.get_company(name))
+
     def get_threshold_key(self, task_id: str) -> bytes:
         return self._timed(False, lambda: self._inner.get_threshold_key(task_id))
 
@@ -381,8 +397,14 @@ class TimedLedger:
     def list_votes(self, task_id: str, round_number: int) -> list[VoteRecord]:
         return self._timed(False, lambda: self._inner.list_votes(task_id, round_number))
 
-    def open_round(self, task_id: str, round_number: int, *, epsilon_after: float) -> str:
-        return self._timed(True, lambda: self._inner.open_round(task_id, round_number, epsilon_after=epsilon_after))
+    def list_election_proofs(self, task_id: str, round_number: int) -> list[ElectionProofRecord]:
+        return self._timed(False, lambda: self._inner.list_election_proofs(task_id, round_number))
+
+    def open_round(self, task_id: str, round_number: int) -> str:
+        return self._timed(True, lambda: self._inner.open_round(task_id, round_number))
+
+    def submit_election_proof(self, task_id: str, round_number: int, *, proof: bytes) -> str:
+        return self._timed(True, lambda: self._inner.submit_election_proof(task_id, round_number, proof=proof))
 
     def submit_update(self, task_id: str, round_number: int, *, artifact_sha256: str, size_bytes: int,
                       samples: int, compute_millis: int) -> str:
@@ -390,16 +412,27 @@ class TimedLedger:
             task_id, round_number, artifact_sha256=artifact_sha256, size_bytes=size_bytes, samples=samples,
             compute_millis=compute_millis))
 
+    def close_collection(self, task_id: str, round_number: int) -> str:
+        return self._timed(True, lambda: self._inner.close_collection(task_id, round_number))
+
     def record_aggregate(self, task_id: str, round_number: int, *, included: Sequence[str],
                          aggregate_sha256: str) -> str:
         return self._timed(True, lambda: self._inner.record_aggregate(
             task_id, round_number, included=included, aggregate_sha256=aggregate_sha256))
 
-    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "") -> str:
-        return self._timed(True, lambda: self._inner.vote(task_id, round_number, valid=valid, reason=reason))
+    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "",
+             partial_sha256: str = "") -> str:
+        return self._timed(True, lambda: self._inner.vote(task_id, round_number, valid=valid, reason=reason,
+                                                          partial_sha256=partial_sha256))
 
-    def close_round(self, task_id: str, round_number: int, *, model_sha256: str) -> str:
-        return self._timed(True, lambda: self._inner.close_round(task_id, round_number, model_sha256=model_sha256))
+    def record_partial(self, task_id: str, round_number: int, *, partial_sha256: str) -> str:
+        return self._timed(True, lambda: self._inner.record_partial(task_id, round_number,
+                                                                    partial_sha256=partial_sha256))
+
+    def close_round(self, task_id: str, round_number: int, *, model_sha256: str,
+                    decrypted_by: Sequence[str]) -> str:
+        return self._timed(True, lambda: self._inner.close_round(task_id, round_number, model_sha256=model_sha256,
+                                                                 decrypted_by=decrypted_by))
 
     def fail_round(self, task_id: str, round_number: int, *, reason: str) -> str:
         return self._timed(True, lambda: self._inner.fail_round(task_id, round_number, reason=reason))
@@ -588,21 +621,18 @@ class CentralDpSgd:
 
 @dataclass
 class HeTask:
-    """Everyone's handle on one HE task: each party's ledger port, plan and own store; the members' shares."""
+    """Everyone's handle on one HE task: each party's ledger port, plan and own store; the members'
+    shares and VRF keys (their leader-election proofs verify under the public halves on the ledger)."""
 
     ledgers: dict[str, LedgerPort]
     plans: dict[str, TaskPlan]
     stores: dict[str, ArtifactStore]
     shares: dict[str, KeyShare]
+    vrf_keys: dict[str, VrfKeyPair]
 
     @property
     def plan(self) -> TaskPlan:
         return self.plans[COORDINATOR]
-
-    @property
-    def leader(self) -> str:
-        """The round's leader: the genesis aggregator, a committee company."""
-        return str(self.plan.task["aggregator"])
 
     def acting(self, name: str) -> tuple[TaskPlan, LedgerPort, ArtifactStore]:
         """What party ``name`` acts with: its own plan, ledger port and artifact store."""
@@ -612,9 +642,11 @@ class HeTask:
 class HeDp:
     """Record-level DP with distributed noise: one FedLedger round of ``fl.rounds`` per DP-SGD step.
 
-    Each company sends the negative sum of its Poisson batch's clipped per-example gradients
-    (``contribute`` adds its noise share and encrypts); the leader leads, every committee member
-    verifies, t of them partially decrypt, and the leader finishes with the anchor's server step.
+    Each committee member stands for leader (its VRF proof on the round's seed); each company sends
+    the negative sum of its Poisson batch's clipped per-example gradients (``contribute`` adds its
+    noise share and encrypts); collection closes and the ledger ranks the members; the first ranked
+    leads, every member verifies and partially decrypts with its vote, and the leader finishes with
+    the task's server step (the anchor's lr and momentum, in the task's description).
     The ciphertexts, the aggregate and the partials go from party to party as arguments, where a
     deployment's messages would carry them.
     """
@@ -625,9 +657,12 @@ class HeDp:
         self.scratch = tasks.build_model(MODEL)
 
     def round(self, n: int, model: Model, phases: Phases, extra: dict[str, float]) -> Model:
-        task, plan, s = self.task, self.task.plan, self.settings
+        task, plan = self.task, self.task.plan
         with phases("open"):
             open_round(plan, task.ledgers[COORDINATOR], n)
+        for member in plan.committee:
+            with phases("elect"):
+                stand_for_leader(task.plans[member], task.ledgers[member], task.vrf_keys[member], round_number=n)
         updates: dict[str, bytes] = {}
         clean = np.zeros(model.shape, dtype=np.float64)
         batch = clipped = 0
@@ -642,23 +677,22 @@ class HeDp:
                                            samples=len(y), compute_millis=int(summed.seconds * 1000)).data
             clean += summed.vector
             batch, clipped = batch + summed.batch, clipped + summed.clipped
+        with phases("close"):
+            record = close_collection(plan, task.ledgers[COORDINATOR], n)
+        leader = record["election"]["ranking"][0]
         with phases("aggregate"):
-            aggregate = lead(*task.acting(task.leader), round_number=n, updates=updates).data
+            aggregate = lead(*task.acting(leader), company=leader, round_number=n, updates=updates).data
+        partials: dict[str, bytes] = {}
         for member in plan.committee:
             with phases("verify"):
-                valid, reason = verify(*task.acting(member), round_number=n, updates=updates,
-                                       aggregate_data=aggregate)
-            if not valid:
-                raise RoundError(f"{member} found round {n}'s aggregate invalid: {reason}")
-        partials: dict[str, bytes] = {}
-        for member in plan.committee[: plan.key.threshold]:
-            with phases("partial"):
-                partials[member] = decryption_share(task.plans[member], task.ledgers[member], task.shares[member],
-                                                    member=member, round_number=n, aggregate_data=aggregate)
+                verdict = verify(*task.acting(member), member=member, round_number=n, updates=updates,
+                                 aggregate_data=aggregate, share=task.shares[member])
+            if not verdict.valid:
+                raise RoundError(f"{member} found round {n}'s aggregate invalid: {verdict.reason}")
+            partials[member] = verdict.partial
         with phases("combine"):
-            result = finish(*task.acting(task.leader), round_number=n, global_model=model, aggregate_data=aggregate,
-                            partials=partials,
-                            step=ServerStep(lr=s.server_lr, momentum=s.server_momentum, previous=self.previous))
+            result = finish(*task.acting(leader), round_number=n, global_model=model, aggregate_data=aggregate,
+                            partials=partials, step=plan.description.server_step(self.previous))
         self.previous = model
         # The released sum is -(sum of clipped gradients) + noise + quantization error; the noise should
         # have std sigma*S on every coordinate, the quantization error being far smaller.
@@ -740,13 +774,15 @@ def task_spec(settings: Settings, data: Data, cell: Cell, noise: Noise) -> TaskS
     names = company_names(settings.companies)
     return TaskSpec(task_id=f"fl-experiment-{secrets.token_hex(4)}-{cell.partition}", model=MODEL,
                     dataset="bundled", rounds=settings.rounds, participants=tuple(names),
-                    committee=tuple(names[: settings.committee]), aggregator=names[0], dealer=DEALER,
+                    committee=tuple(names[: settings.committee]), dealer=DEALER,
                     threshold=settings.threshold, quorum=settings.threshold,
                     # Every company in every round: each noise share is then sigma*S/sqrt(K).
                     min_participants=settings.companies, max_weight=max(data.sizes(cell.partition)),
                     epsilon_budget=cell.epsilon, delta=settings.delta, clip_norm=settings.clip_norm,
                     noise_multiplier=noise.record, noise_mode=NoiseMode.DISTRIBUTED, unit=PrivacyUnit.RECORD,
-                    sample_rate=settings.sample_rate, steps_per_round=1, key_bits=settings.key_bits)
+                    sample_rate=settings.sample_rate, steps_per_round=1, key_bits=settings.key_bits,
+                    # The anchor's step, fixed in the task's description: every leader applies it.
+                    server_lr=settings.server_lr, server_momentum=settings.server_momentum)
 
 
 def enroll(net: Network, settings: Settings, sessions: ExitStack, timings: dict[str, float]) -> dict[str, CompanySession]:
@@ -789,12 +825,18 @@ def ledger_task(opened: dict[str, CompanySession], spec: TaskSpec, initial: Mode
     say(f"  task {spec.task_id}: published; {DEALER} dealt a {spec.threshold}-of-{len(spec.committee)} threshold "
         f"key of {spec.key_bits} bits; each member opened the share sealed to it on the ledger ({seconds:.1f} s)")
     ledgers: dict[str, LedgerPort] = {name: TimedLedger(opened[name].ledger, clock) for name in acting}
-    return HeTask(ledgers, plans, {name: opened[name].store for name in acting}, shares)
+    # Each member's VRF key was recorded on the ledger when it enrolled (``fedledger node init``).
+    vrf_keys = {member: opened[member].home.vrf_key() for member in spec.committee}
+    return HeTask(ledgers, plans, {name: opened[name].store for name in acting}, shares, vrf_keys)
 
 
 def memory_task(spec: TaskSpec, initial: Model, store_root: Path, clock: LedgerClock) -> HeTask:
     """The same task on the library's in-memory ledger (``--ledger memory``: a dry run without Fabric)."""
     book = MemoryLedger()
+    # Each member records the public half of its VRF key, as ``fedledger node init`` does on the ledger.
+    vrf_keys = {member: VrfKeyPair.generate() for member in spec.committee}
+    for member, vrf_key in vrf_keys.items():
+        book.register(member, vrf_key=vrf_key.public_key)
     names = [COORDINATOR, *spec.participants]
     stores: dict[str, ArtifactStore] = {name: DirectoryStore(store_root / spec.task_id / name) for name in names}
     genesis = spec.genesis(initial_model_sha256=stores[COORDINATOR].put(model_bytes(initial)))
@@ -804,7 +846,7 @@ def memory_task(spec: TaskSpec, initial: Model, store_root: Path, clock: LedgerC
     views = {name: book.view(name) for name in names}
     plans = {name: TaskPlan.load(view, spec.task_id) for name, view in views.items()}
     ledgers: dict[str, LedgerPort] = {name: TimedLedger(view, clock) for name, view in views.items()}
-    return HeTask(ledgers, plans, stores, dict(zip(spec.committee, shares)))
+    return HeTask(ledgers, plans, stores, dict(zip(spec.committee, shares)), vrf_keys)
 
 
 # --- lockstep runs ----------------------------------------------------------------------------------------
@@ -970,20 +1012,22 @@ def print_he_timing(he_runs: list[Run], settings: Settings, records: int) -> Non
     where = "on the network" if all(r.notes.get("ledger") == "fabric" for r in he_runs) else "on the IN-MEMORY ledger"
     print(f"\nHE + DP: seconds per round {where} (mean over the rounds; evaluation not included)")
     header = (f"{'cell':<12}{'round wall':>11}{'grad sums':>10}{'encrypt':>9}{'ledger':>8}{'aggregate':>10}"
-              f"{'decrypt':>9}{'other':>7}{'parallel*':>10}{'cpu**':>7}{'tx/round':>9}")
+              f"{'verify':>8}{'combine':>9}{'other':>7}{'parallel*':>10}{'cpu**':>7}{'tx/round':>9}")
     print(header)
     print("-" * len(header))
     for run in he_runs:
         wall = run.mean(lambda r: r.wall_s)
         cols = {c: run.mean(lambda r, c=c: r.phases.get(c, 0.0)) for c in COLUMNS}
         print(f"{run.cell.key:<12}{wall:>11.2f}{cols['train']:>10.2f}{cols['encrypt']:>9.2f}{cols['ledger']:>8.2f}"
-              f"{cols['aggregate']:>10.2f}{cols['decrypt']:>9.2f}{max(wall - sum(cols.values()), 0.0):>7.2f}"
+              f"{cols['aggregate']:>10.2f}{cols['verify']:>8.2f}{cols['combine']:>9.2f}"
+              f"{max(wall - sum(cols.values()), 0.0):>7.2f}"
               f"{run.mean(lambda r: r.critical_path_s):>10.2f}{run.mean(lambda r: r.cpu_s):>7.2f}"
               f"{run.mean(lambda r: r.extra.get('ledger_writes', 0.0)):>9.0f}")
     print("grad sums: every company's Poisson batch of clipped per-example gradients; encrypt: contribute minus its "
           "ledger call (noise share,\nquantize, encrypt, store); ledger: every ledger read and write (commit and wait "
-          "for every org's peer included); aggregate: the\nleader's homomorphic sum and each committee member's "
-          "recomputation; decrypt: t partial decryptions with proofs, their check and\ncombination, the server step.\n"
+          "for every org's peer included); aggregate: the\nelected leader's homomorphic sum; verify: each committee "
+          "member's recomputation and partial decryption with proof,\ngiven with its vote; combine: the leader's check "
+          "and combination of t partials, the server step.\n"
           "* parallel: the round if every company and member worked on its own machine (slowest per phase; ledger as "
           "measured).\n** cpu: this process's CPU seconds (the Fabric nodes' not included).")
     for run in he_runs:

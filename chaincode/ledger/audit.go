@@ -50,7 +50,11 @@ func (c *Contract) GetTaskHistory(ctx contractapi.TransactionContextInterface, t
 }
 
 // GetRoundHistory returns every committed change to a round's record.
-func (c *Contract) GetRoundHistory(ctx contractapi.TransactionContextInterface, taskID string, n int) (string, error) {
+func (c *Contract) GetRoundHistory(ctx contractapi.TransactionContextInterface, taskID, round string) (string, error) {
+	n, err := parseRound(round)
+	if err != nil {
+		return "", err
+	}
 	k, err := roundKey(ctx, taskID, n)
 	if err != nil {
 		return "", err
@@ -59,7 +63,11 @@ func (c *Contract) GetRoundHistory(ctx contractapi.TransactionContextInterface, 
 }
 
 // GetUpdateHistory returns every committed change to a company's update record of a round.
-func (c *Contract) GetUpdateHistory(ctx contractapi.TransactionContextInterface, taskID string, n int, company string) (string, error) {
+func (c *Contract) GetUpdateHistory(ctx contractapi.TransactionContextInterface, taskID, round, company string) (string, error) {
+	n, err := parseRound(round)
+	if err != nil {
+		return "", err
+	}
 	k, err := key(ctx, kindUpdate, taskID, roundKeyPart(n), company)
 	if err != nil {
 		return "", err

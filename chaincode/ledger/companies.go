@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -8,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
+
+	"fedledger/chaincode/vrf"
 )
 
 // Company statuses. A demoted company may still train but may not lead or sit on a committee; a
@@ -22,7 +25,9 @@ const (
 const InitialReputation = 1000
 
 // Company is a consortium member's identity on the ledger, its standing, and the public keys it
-// has recorded: the X25519 key a dealer seals its key shares to, and its Flower node's key.
+// has recorded: the X25519 key a dealer seals its key shares to, its Flower node's key, and the
+// Ed25519 key its leader-election VRF proofs verify under. Demotion says why a demoted company
+// is demoted (DemotedByReputation or DemotedByAdmin).
 type Company struct {
 	Name            string   `json:"name"`
 	MSPID           string   `json:"msp_id"`
@@ -32,8 +37,10 @@ type Company struct {
 	Reputation      int64    `json:"reputation"`
 	Stake           int64    `json:"stake"`
 	Tokens          int64    `json:"tokens"`
+	Demotion        string   `json:"demotion,omitempty"`
 	EncryptionKey   string   `json:"encryption_key,omitempty"`
 	NodeKey         string   `json:"node_key,omitempty"`
+	VrfKey          string   `json:"vrf_key,omitempty"`
 }
 
 // roleNames lists the roles for messages, in the order the documentation gives them.
@@ -182,6 +189,10 @@ func (c *Contract) SetCompanyStatus(ctx contractapi.TransactionContextInterface,
 		return fmt.Errorf("company %s is already %s", name, status)
 	}
 	company.Status = status
+	company.Demotion = ""
+	if status == StatusDemoted {
+		company.Demotion = DemotedByAdmin
+	}
 	if err := saveCompany(ctx, company); err != nil {
 		return err
 	}
@@ -204,6 +215,19 @@ func checkEncryptionKey(key string) error {
 	}
 	if key == strings.Repeat("0", 64) {
 		return fmt.Errorf("the encryption key is all zeros, which no X25519 key pair has; send the public key of the company's own key pair")
+	}
+	return nil
+}
+
+// checkVrfKey accepts an ECVRF-EDWARDS25519 public key: a canonical point of the prime-order
+// subgroup, as 64 lower-case hex digits.
+func checkVrfKey(key string) error {
+	if !x25519Hex.MatchString(key) {
+		return fmt.Errorf("the VRF key must be an Ed25519 public key as 64 lower-case hex digits, got %d characters", len(key))
+	}
+	raw, _ := hex.DecodeString(key)
+	if err := vrf.CheckPublicKey(raw); err != nil {
+		return fmt.Errorf("the VRF key is not usable: %v", err)
 	}
 	return nil
 }
@@ -232,10 +256,12 @@ func checkNodeKey(key string) error {
 }
 
 // RecordCompanyKeys records, or rotates, the caller's own company's public keys: encryptionKey,
-// the X25519 key (64 hex digits) that dealers seal its key shares to, and nodeKey, its Flower
-// node's public key (PEM or OpenSSH). A share already dealt stays sealed to the key it was dealt
-// to, which its record names.
-func (c *Contract) RecordCompanyKeys(ctx contractapi.TransactionContextInterface, encryptionKey, nodeKey string) error {
+// the X25519 key (64 hex digits) that dealers seal its key shares to, nodeKey, its Flower
+// node's public key (PEM or OpenSSH), and vrfKey, the Ed25519 public key (64 hex digits) of its
+// leader-election VRF. A share already dealt stays sealed to the key it was dealt to, which its
+// record names. The VRF key is fixed once recorded: a company that could change it after seeing
+// a task's seed could search for a key that ranks it first.
+func (c *Contract) RecordCompanyKeys(ctx contractapi.TransactionContextInterface, encryptionKey, nodeKey, vrfKey string) error {
 	company, err := actingCompany(ctx, "")
 	if err != nil {
 		return err
@@ -246,7 +272,13 @@ func (c *Contract) RecordCompanyKeys(ctx contractapi.TransactionContextInterface
 	if err := checkNodeKey(nodeKey); err != nil {
 		return err
 	}
-	company.EncryptionKey, company.NodeKey = encryptionKey, nodeKey
+	if err := checkVrfKey(vrfKey); err != nil {
+		return err
+	}
+	if company.VrfKey != "" && company.VrfKey != vrfKey {
+		return fmt.Errorf("company %s recorded its VRF key %s… already; a VRF key never changes once recorded", company.Name, company.VrfKey[:16])
+	}
+	company.EncryptionKey, company.NodeKey, company.VrfKey = encryptionKey, nodeKey, vrfKey
 	if err := saveCompany(ctx, company); err != nil {
 		return err
 	}

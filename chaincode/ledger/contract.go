@@ -26,7 +26,7 @@ import (
 )
 
 // Version is the chaincode's version, reported by the Version transaction.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 // Roles a company may hold; the fedledger.role certificate attribute lists them, comma-separated.
 const (
@@ -189,6 +189,7 @@ const (
 	kindVote        = "vote"
 	kindKeyShare    = "keyshare"
 	kindTaskKey     = "taskkey"
+	kindProof       = "proof"
 )
 
 func roundKeyPart(n int) string { return fmt.Sprintf("%06d", n) }

@@ -11,11 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/edwards25519"
+
+	"fedledger/chaincode/accountant"
 	"fedledger/chaincode/internal/ledgertest"
+	"fedledger/chaincode/sortition"
 )
 
 // consortium is three company orgs with one identity each, a publisher, a key dealer, and each
-// org's admin. The committee members have recorded their encryption and node keys.
+// org's admin. The committee members have recorded their encryption, node and VRF keys.
 type consortium struct {
 	ledger                 *ledgertest.Ledger
 	publisher, acme, bolt  *ledgertest.Identity
@@ -43,9 +47,15 @@ func newConsortium(t *testing.T) *consortium {
 	c.ok(t, c.cargo, "RegisterCompany", "cargo", "committee,participant", "")
 	c.ok(t, c.kmc, "RegisterCompany", "kmc", "dealer", "")
 	for _, id := range []*ledgertest.Identity{c.acme, c.bolt, c.cargo} {
-		c.ok(t, id, "RecordCompanyKeys", encryptionKey(id.Name), nodeKey)
+		c.ok(t, id, "RecordCompanyKeys", keys(id, id.Name)...)
 	}
 	return c
+}
+
+// keys are the RecordCompanyKeys arguments of id: the encryption key named after label, the
+// node key, and id's own VRF key.
+func keys(id *ledgertest.Identity, label string) []string {
+	return []string{encryptionKey(label), nodeKey, id.VRF.PublicHex()}
 }
 
 // withKey creates a task from genesisJSON and has its dealer kmc deal its key (with the master's
@@ -110,6 +120,34 @@ func (c *consortium) get(t *testing.T, out any, fn string, args ...string) {
 	}
 }
 
+// round returns round n of task mnist-1 as the ledger holds it.
+func (c *consortium) round(t *testing.T, n int) Round {
+	t.Helper()
+	var r Round
+	c.get(t, &r, "GetRound", "mnist-1", fmt.Sprint(n))
+	return r
+}
+
+// company returns a company's record.
+func (c *consortium) company(t *testing.T, name string) Company {
+	t.Helper()
+	var company Company
+	c.get(t, &company, "GetCompany", name)
+	return company
+}
+
+// member is the identity of a committee member named on the ledger (an elected leader).
+func (c *consortium) member(t *testing.T, name string) *ledgertest.Identity {
+	t.Helper()
+	for _, id := range []*ledgertest.Identity{c.acme, c.bolt, c.cargo} {
+		if id.Name == name {
+			return id
+		}
+	}
+	t.Fatalf("no identity of company %q", name)
+	return nil
+}
+
 func genesis(mutate ...func(*Genesis)) string {
 	dp := DPSpec{
 		EpsilonBudget: "3", Delta: "0.00001", ClipNorm: "4", NoiseMultiplier: "1.1", NoiseMode: "distributed",
@@ -123,14 +161,17 @@ func genesis(mutate ...func(*Genesis)) string {
 		Encryption:          HESpec{KeyCustody: "threshold", Threshold: 2, CommitteeSize: 3, Dealer: "kmc"},
 		Committee:           []string{"acme", "bolt", "cargo"},
 		Quorum:              2,
-		Aggregator:          "acme",
 		Participants:        []string{"acme", "bolt", "cargo"},
 		MinParticipants:     2,
 		Seed0:               strings.Repeat("5e", 32),
+		LeaderWindowSeconds: 10,
+		MaxSamples:          100_000,
+		MillisPerSample:     1000,
 		InitialTokens:       50,
 		RewardPerRound:      1000,
 		Penalty:             100,
 		ReputationThreshold: 850,
+		ReputationGain:      50,
 	}
 	for _, m := range mutate {
 		m(&g)
@@ -185,19 +226,119 @@ func deal(mutate ...func(*Deal)) string {
 	return string(raw)
 }
 
-// runRound opens, fills, aggregates and verifies round n with the given updaters.
-func (c *consortium) verifiedRound(t *testing.T, n int, eps string, updaters ...*ledgertest.Identity) {
+// -- a round, phase by phase (task mnist-1) ------------------------------------------------
+
+// alpha is round n's VRF input, sortition.Input(task, n, seed_n), from the seed on the ledger.
+func (c *consortium) alpha(t *testing.T, taskID string, n int) []byte {
 	t.Helper()
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", fmt.Sprint(n), eps)
-	var names []string
-	for i, id := range updaters {
-		c.ok(t, id, "SubmitUpdate", "mnist-1", fmt.Sprint(n), hash(fmt.Sprint(i+1)), "1000", fmt.Sprint(100*(i+1)), "10")
-		names = append(names, id.Name)
+	var r Round
+	c.get(t, &r, "GetRound", taskID, fmt.Sprint(n))
+	seed, err := hex.DecodeString(r.Seed)
+	if err != nil {
+		t.Fatalf("round %d's seed %q is not hex", n, r.Seed)
 	}
-	included, _ := json.Marshal(names)
-	c.ok(t, c.acme, "RecordAggregate", "mnist-1", fmt.Sprint(n), string(included), hash("a"))
-	c.ok(t, c.bolt, "Vote", "mnist-1", fmt.Sprint(n), "true", "")
-	c.ok(t, c.cargo, "Vote", "mnist-1", fmt.Sprint(n), "true", "")
+	alpha, err := sortition.Input(taskID, uint64(n), seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return alpha
+}
+
+// prove has each member submit its VRF proof on round n's seed.
+func (c *consortium) prove(t *testing.T, n int, members ...*ledgertest.Identity) {
+	t.Helper()
+	alpha := c.alpha(t, "mnist-1", n)
+	for _, m := range members {
+		c.ok(t, m, "SubmitElectionProof", "mnist-1", fmt.Sprint(n), m.VRF.ProveHex(t, alpha))
+	}
+}
+
+// submit records id's update for round n: samples samples and computeMillis of compute.
+func (c *consortium) submit(t *testing.T, id *ledgertest.Identity, n int, samples, computeMillis int) {
+	t.Helper()
+	c.ok(t, id, "SubmitUpdate", "mnist-1", fmt.Sprint(n), sha([]byte(fmt.Sprint(id.Name, n))), "1000",
+		fmt.Sprint(samples), fmt.Sprint(computeMillis))
+}
+
+// collected opens round n, submits an update from each updater (the i-th claims 100*(i+1)
+// samples and 10 ms), has provers prove, and closes collection.
+func (c *consortium) collected(t *testing.T, n int, provers []*ledgertest.Identity, updaters ...*ledgertest.Identity) Round {
+	t.Helper()
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", fmt.Sprint(n))
+	for i, id := range updaters {
+		c.submit(t, id, n, 100*(i+1), 10)
+	}
+	c.prove(t, n, provers...)
+	c.ok(t, c.publisher, "CloseCollection", "mnist-1", fmt.Sprint(n))
+	return c.round(t, n)
+}
+
+// aggregated is collected, then the first ranked records the aggregate of every update.
+func (c *consortium) aggregated(t *testing.T, n int, provers []*ledgertest.Identity, updaters ...*ledgertest.Identity) Round {
+	t.Helper()
+	r := c.collected(t, n, provers, updaters...)
+	c.ok(t, c.member(t, r.Leader), "RecordAggregate", "mnist-1", fmt.Sprint(n), list(r.Collected...), hash("a"))
+	return c.round(t, n)
+}
+
+// vote casts each member's valid vote on round n with its partial decryption.
+func (c *consortium) vote(t *testing.T, n int, members ...*ledgertest.Identity) {
+	t.Helper()
+	for _, m := range members {
+		c.ok(t, m, "Vote", "mnist-1", fmt.Sprint(n), "true", "", partial(m.Name, n))
+	}
+}
+
+// verifiedRound is aggregated with provers, then voters vote valid with their partials.
+func (c *consortium) verifiedRound(t *testing.T, n int, provers, voters []*ledgertest.Identity, updaters ...*ledgertest.Identity) Round {
+	t.Helper()
+	c.aggregated(t, n, provers, updaters...)
+	c.vote(t, n, voters...)
+	return c.round(t, n)
+}
+
+// partial stands in for the hash of member's partial decryption of round n's aggregate.
+func partial(member string, n int) string { return sha([]byte(fmt.Sprint("partial/", member, "/", n))) }
+
+// list is a JSON array of company names.
+func list(names ...string) string {
+	if names == nil {
+		names = []string{}
+	}
+	raw, _ := json.Marshal(names)
+	return string(raw)
+}
+
+// ids is a list of identities, for the phase helpers.
+func ids(members ...*ledgertest.Identity) []*ledgertest.Identity { return members }
+
+// epsilonAfter is what the chaincode's accountant books for the default genesis's DP after
+// rounds closed rounds, changed by mutate.
+func epsilonAfter(t *testing.T, rounds int, mutate ...func(*Genesis)) int64 {
+	t.Helper()
+	var g Genesis
+	if err := json.Unmarshal([]byte(genesis(mutate...)), &g); err != nil {
+		t.Fatal(err)
+	}
+	p := accountant.Params{StepsPerRound: g.Privacy.StepsPerRound}
+	for _, f := range []struct {
+		text string
+		into *int64
+	}{
+		{g.Privacy.NoiseMultiplier, &p.NoiseMultiplierMicro}, {g.Privacy.SampleRate, &p.SampleRateMicro},
+		{g.Privacy.Delta, &p.DeltaMicro}, {g.Privacy.LabelEpsilon, &p.LabelEpsilonMicro},
+	} {
+		v, err := parseMicro("dp", f.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f.into = v
+	}
+	eps, err := accountant.EpsilonAfterMicro(p, rounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eps
 }
 
 func TestVersionAndWhoAmI(t *testing.T) {
@@ -229,7 +370,7 @@ func TestRegisterCompanyRecordsIdentityAndRoles(t *testing.T) {
 
 	want := Company{Name: "acme", MSPID: "ManufacturerMSP", CertFingerprint: c.acme.Fingerprint(),
 		Roles: []string{"committee", "participant"}, Status: StatusActive, Reputation: InitialReputation,
-		EncryptionKey: encryptionKey("acme"), NodeKey: nodeKey}
+		EncryptionKey: encryptionKey("acme"), NodeKey: nodeKey, VrfKey: c.acme.VRF.PublicHex()}
 	if !reflect.DeepEqual(acme, want) {
 		t.Fatalf("GetCompany = %+v, want %+v", acme, want)
 	}
@@ -289,57 +430,59 @@ func TestCompanyStatusIsSetByItsOwnOrgAdminAndRevocationIsFinal(t *testing.T) {
 func TestHappyPathOfATaskOverTwoRounds(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis())
+	// bolt and cargo stand for leader and vote; acme trains but misses its committee duty.
+	duty := ids(c.bolt, c.cargo)
 
-	// Round 1: three updates, all included; bolt and cargo vote, acme misses its committee duty.
-	c.verifiedRound(t, 1, "1.5", c.acme, c.bolt, c.cargo)
-	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"))
-	// Round 2: two updates, the budget reaches exactly 3.
-	c.verifiedRound(t, 2, "3", c.bolt, c.cargo)
-	c.ok(t, c.acme, "CloseRound", "mnist-1", "2", hash("2"))
+	// Round 1: three updates, all included.
+	r1 := c.verifiedRound(t, 1, duty, duty, c.acme, c.bolt, c.cargo)
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"), list("bolt", "cargo"))
+	// Round 2: two updates; its leader closes it.
+	r2 := c.verifiedRound(t, 2, duty, duty, c.bolt, c.cargo)
+	c.ok(t, c.member(t, r2.Leader), "CloseRound", "mnist-1", "2", hash("2"), list("cargo", "bolt"))
 
 	var task Task
 	c.get(t, &task, "GetTask", "mnist-1")
-	var round1 Round
-	c.get(t, &round1, "GetRound", "mnist-1", "1")
+	round1 := c.round(t, 1)
 	var updates []Update
 	c.get(t, &updates, "ListUpdates", "mnist-1", "1")
 	var votes []Vote
 	c.get(t, &votes, "ListVotes", "mnist-1", "1")
-	var acme, bolt, cargo Company
-	c.get(t, &acme, "GetCompany", "acme")
-	c.get(t, &bolt, "GetCompany", "bolt")
-	c.get(t, &cargo, "GetCompany", "cargo")
+	acme, bolt, cargo := c.company(t, "acme"), c.company(t, "bolt"), c.company(t, "cargo")
 
-	if task.Status != TaskFinished || task.CurrentRound != 2 || task.EpsilonSpentMicro != 3_000_000 {
+	if task.Status != TaskFinished || task.CurrentRound != 2 || task.ClosedRounds != 2 || task.EpsilonSpentMicro != epsilonAfter(t, 2) {
 		t.Fatalf("task = %+v", task)
 	}
-	if round1.Status != RoundClosed || round1.ModelSHA256 != hash("1") || round1.Updates != 3 ||
-		round1.Aggregate.SHA256 != hash("a") || round1.ValidVotes != 2 || round1.EpsilonAfterMicro != 1_500_000 {
+	if round1.Status != RoundClosed || round1.ModelSHA256 != hash("1") || round1.Updates != 3 || round1.Leader != r1.Leader ||
+		round1.Aggregate.SHA256 != hash("a") || !slices.Equal(round1.Aggregate.Included, []string{"acme", "bolt", "cargo"}) ||
+		round1.ValidVotes != 2 || round1.EpsilonAfterMicro != epsilonAfter(t, 1) || !slices.Equal(round1.DecryptedBy, []string{"bolt", "cargo"}) {
 		t.Fatalf("round 1 = %+v", round1)
 	}
-	if len(updates) != 3 || updates[0].Company != "acme" || updates[1].ArtifactSHA256 != hash("2") || updates[2].Samples != 300 {
+	if len(updates) != 3 || updates[0].Company != "acme" || updates[1].ArtifactSHA256 != sha([]byte("bolt1")) || updates[2].Samples != 300 {
 		t.Fatalf("updates = %+v", updates)
 	}
-	if len(votes) != 2 || votes[0].Member != "bolt" || !votes[1].Valid {
+	if len(votes) != 2 || votes[0].Member != "bolt" || !votes[1].Valid || !votes[1].Counted || votes[1].PartialSHA256 != partial("cargo", 1) {
 		t.Fatalf("votes = %+v", votes)
 	}
 	// Round 1 pays 1000 by samples x compute (100:200:300 -> 166, 333, 500); round 2 pays bolt
 	// and cargo (100:200 -> 333, 666). acme missed both votes: two penalties of 100 take its
-	// reputation to 800, below the threshold of 850, so it is demoted.
-	if acme.Tokens != 50+166 || acme.Stake != 166-200 || acme.Reputation != 800 || acme.Status != StatusDemoted {
+	// reputation to 800, below the threshold of 850, so it is demoted, by reputation.
+	if acme.Tokens != 50+166 || acme.Stake != 50+166-200 || acme.Reputation != 800 || acme.Status != StatusDemoted || acme.Demotion != DemotedByReputation {
 		t.Fatalf("acme = %+v", acme)
 	}
-	if bolt.Tokens != 50+333+333 || bolt.Stake != 666 || bolt.Reputation != 1000 {
+	if bolt.Tokens != 50+333+333 || bolt.Stake != 50+333+333 || bolt.Reputation != 1000 {
 		t.Fatalf("bolt = %+v", bolt)
 	}
-	if cargo.Stake != 500+666 {
+	if cargo.Stake != 50+500+666 {
 		t.Fatalf("cargo = %+v", cargo)
+	}
+	if want := (Standing{Penalties: []Penalty{{Company: "acme", Duty: DutyVote, Amount: 100}}, Demoted: []string{"acme"}}); !reflect.DeepEqual(c.round(t, 2).Standing, want) {
+		t.Fatalf("round 2 standing = %+v, want %+v", c.round(t, 2).Standing, want)
 	}
 	var history []Change
 	c.get(t, &history, "GetRoundHistory", "mnist-1", "1")
-	// Opened, three updates, the aggregate, two votes, closed.
-	if len(history) != 8 {
-		t.Fatalf("round history has %d entries, want 8", len(history))
+	// Opened, three updates, collection closed, the aggregate, two votes, closed.
+	if len(history) != 9 {
+		t.Fatalf("round history has %d entries, want 9", len(history))
 	}
 	var last Round
 	if err := json.Unmarshal(history[len(history)-1].Value, &last); err != nil || last.Status != RoundClosed {
@@ -349,7 +492,8 @@ func TestHappyPathOfATaskOverTwoRounds(t *testing.T) {
 	for _, ev := range c.ledger.Events() {
 		names[ev.Name] = true
 	}
-	for _, want := range []string{"TaskCreated", "KeyDealt", "RoundOpened", "UpdateSubmitted", "AggregateRecorded", "VoteCast", "RoundClosed"} {
+	for _, want := range []string{"TaskCreated", "KeyDealt", "RoundOpened", "UpdateSubmitted", "ElectionProofSubmitted", "CollectionClosed",
+		"AggregateRecorded", "VoteCast", "RoundClosed"} {
 		if !names[want] {
 			t.Fatalf("no %s event among %v", want, names)
 		}
@@ -360,47 +504,74 @@ func TestRejectionsLeaveTheLedgerUnchanged(t *testing.T) {
 	c := newConsortium(t)
 	c.refused(t, "does not hold the publisher role", c.acme, "CreateTask", genesis())
 	c.withKey(t, genesis())
-	c.refused(t, "round 1 would bring task mnist-1 to epsilon 3.5, past its budget of 3", c.publisher, "OpenRound", "mnist-1", "1", "3.5")
-	c.refused(t, "does not hold the publisher role", c.acme, "OpenRound", "mnist-1", "1", "1")
+	c.refused(t, "does not hold the publisher role", c.acme, "OpenRound", "mnist-1", "1")
 	c.refused(t, "not a registered company", c.stranger, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
 	c.ok(t, c.stranger, "RegisterCompany", "rival", "publisher", "")
-	c.refused(t, "only the task's publisher pub may open its rounds", c.stranger, "OpenRound", "mnist-1", "1", "1")
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.refused(t, "only the task's publisher pub may open its rounds", c.stranger, "OpenRound", "mnist-1", "1")
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
 
 	c.refused(t, "company bolt already submitted an update for round 1", c.bolt, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
 	c.refused(t, "does not hold the participant role", c.stranger, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
 	c.refused(t, "has not been opened", c.cargo, "SubmitUpdate", "mnist-1", "2", hash("c"), "10", "5", "5")
-	c.refused(t, "only the leader of round 1 (acme)", c.bolt, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
+	c.refused(t, "round 1 of task mnist-1 is collecting: an aggregate is recorded only once collection has closed", c.acme,
+		"RecordAggregate", "mnist-1", "1", list("bolt"), hash("a"))
+	c.refused(t, "only the task's publisher pub may close its rounds' collection", c.stranger, "CloseCollection", "mnist-1", "1")
+	c.refused(t, "does not hold the publisher role", c.acme, "CloseCollection", "mnist-1", "1")
 	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
-	c.refused(t, "lists company acme, which has no update in round 1", c.acme, "RecordAggregate", "mnist-1", "1", `["acme","bolt"]`, hash("a"))
-	c.refused(t, "needs at least 2", c.acme, "RecordAggregate", "mnist-1", "1", `["bolt"]`, hash("a"))
-	c.refused(t, "not valid JSON", c.acme, "RecordAggregate", "mnist-1", "1", `["bolt",`, hash("a"))
-	c.refused(t, "votes are taken only on a recorded aggregate", c.bolt, "Vote", "mnist-1", "1", "true", "")
-	c.ok(t, c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
+	c.prove(t, 1, c.acme, c.bolt, c.cargo)
+	c.refused(t, "votes are taken only on a recorded aggregate", c.bolt, "Vote", "mnist-1", "1", "true", "", "")
+	c.ok(t, c.publisher, "CloseCollection", "mnist-1", "1")
+	leader := c.member(t, c.round(t, 1).Leader)
+	c.refused(t, "not valid JSON", leader, "RecordAggregate", "mnist-1", "1", `["bolt",`, hash("a"))
+	c.refused(t, "trailing data", leader, "RecordAggregate", "mnist-1", "1", list("bolt", "cargo")+"[]", hash("a"))
+	c.refused(t, "aggregate hash must be 64 lower-case hex", leader, "RecordAggregate", "mnist-1", "1", list("bolt", "cargo"), "zz")
+	c.ok(t, leader, "RecordAggregate", "mnist-1", "1", list("bolt", "cargo"), hash("a"))
+	c.refused(t, "is aggregated: an aggregate is recorded only once collection has closed, and once", leader,
+		"RecordAggregate", "mnist-1", "1", list("bolt", "cargo"), hash("b"))
 
 	outsider := ledgertest.NewIdentity(t, "CarrierMSP", "outsider", "participant,committee")
 	c.ok(t, outsider, "RegisterCompany", "outsider", "participant,committee", "")
-	c.refused(t, "not on the committee of task mnist-1", outsider, "Vote", "mnist-1", "1", "true", "")
-	c.refused(t, "needs a reason", c.bolt, "Vote", "mnist-1", "1", "false", "")
+	c.refused(t, "not on the committee of task mnist-1", outsider, "Vote", "mnist-1", "1", "true", "", "")
+	c.refused(t, "needs a reason", c.bolt, "Vote", "mnist-1", "1", "false", "", "")
+	c.refused(t, "only a counted valid vote may carry a partial decryption", c.bolt, "Vote", "mnist-1", "1", "false", "bad", partial("bolt", 1))
+	c.refused(t, "partial decryption hash must be 64 lower-case hex", c.bolt, "Vote", "mnist-1", "1", "true", "", "ab")
 	c.refused(t, "updates are accepted only while it collects", c.acme, "SubmitUpdate", "mnist-1", "1", hash("d"), "10", "5", "5")
-	c.ok(t, c.bolt, "Vote", "mnist-1", "1", "true", "")
-	c.refused(t, "already voted", c.bolt, "Vote", "mnist-1", "1", "true", "")
-	c.refused(t, "only a verified round can be closed", c.publisher, "CloseRound", "mnist-1", "1", hash("9"))
-	c.ok(t, c.cargo, "Vote", "mnist-1", "1", "true", "")
-	c.refused(t, "only the publisher pub or the leader acme", c.bolt, "CloseRound", "mnist-1", "1", hash("9"))
-	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("9"))
+	c.ok(t, c.bolt, "Vote", "mnist-1", "1", "true", "", "")
+	c.refused(t, "already voted", c.bolt, "Vote", "mnist-1", "1", "true", "", "")
+	c.refused(t, "only a verified round can be closed", c.publisher, "CloseRound", "mnist-1", "1", hash("9"), list("bolt", "cargo"))
+	c.ok(t, c.cargo, "Vote", "mnist-1", "1", "true", "", partial("cargo", 1))
+	c.refused(t, "cargo already recorded its partial decryption of round 1", c.cargo, "RecordPartial", "mnist-1", "1", partial("cargo", 1))
+	c.refused(t, "partial decryption hash must be 64 lower-case hex", c.bolt, "RecordPartial", "mnist-1", "1", "x")
+	c.ok(t, c.bolt, "RecordPartial", "mnist-1", "1", partial("bolt", 1))
+	c.refused(t, "only the publisher pub or the leader "+leader.Name, c.member(t, other(leader.Name)), "CloseRound", "mnist-1", "1", hash("9"), list("bolt", "cargo"))
+	c.refused(t, "model hash must be 64 lower-case hex", c.publisher, "CloseRound", "mnist-1", "1", "9", list("bolt", "cargo"))
+	c.refused(t, "the list of decrypting members is not valid JSON", c.publisher, "CloseRound", "mnist-1", "1", hash("9"), "bolt,cargo")
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("9"), list("bolt", "cargo"))
 
 	c.refused(t, "round 1 of task mnist-1 is closed: updates are accepted only while it collects", c.acme, "SubmitUpdate", "mnist-1", "1", hash("e"), "10", "5", "5")
-	c.refused(t, "the next round of task mnist-1 is 2, not 3", c.publisher, "OpenRound", "mnist-1", "3", "2")
-	c.refused(t, "is below the 1 already spent", c.publisher, "OpenRound", "mnist-1", "2", "0.5")
+	c.refused(t, "round 1 of task mnist-1 is closed: partial decryptions are recorded only for a recorded aggregate", c.acme, "RecordPartial", "mnist-1", "1", partial("acme", 1))
+	c.refused(t, "the next round of task mnist-1 is 2, not 3", c.publisher, "OpenRound", "mnist-1", "3")
+	c.refused(t, "the next round of task mnist-1 is 2, not 1", c.publisher, "OpenRound", "mnist-1", "1")
 	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "revoked")
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "2", "2")
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "2")
 	c.refused(t, "company bolt is revoked", c.bolt, "SubmitUpdate", "mnist-1", "2", hash("f"), "10", "5", "5")
+	c.refused(t, "company bolt is revoked", c.bolt, "SubmitElectionProof", "mnist-1", "2", c.bolt.VRF.ProveHex(t, c.alpha(t, "mnist-1", 2)))
+	c.refused(t, "task mnist-1 has only 2 rounds", c.publisher, "OpenRound", "mnist-1", "3")
+}
+
+// other is a committee member of bolt and cargo that is not name.
+func other(name string) string {
+	if name == "bolt" {
+		return "cargo"
+	}
+	return "bolt"
 }
 
 func TestGenesisIsValidated(t *testing.T) {
 	c := newConsortium(t)
+	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant,committee")
+	c.ok(t, dock, "RegisterCompany", "dock", "participant,committee", "")
 	cases := []struct {
 		want   string
 		mutate func(*Genesis)
@@ -448,22 +619,57 @@ func TestGenesisIsValidated(t *testing.T) {
 		{"quorum must be", func(g *Genesis) { g.Quorum = 4 }},
 		{"min_participants", func(g *Genesis) { g.MinParticipants = 4 }},
 		{"lists a company twice", func(g *Genesis) { g.Participants = []string{"acme", "acme"}; g.MinParticipants = 1 }},
-		{"seed0", func(g *Genesis) { g.Seed0 = "00" }},
-		{"must not be negative", func(g *Genesis) { g.Penalty = -1 }},
+		{"seed0 must be 16 to 64 bytes in lower-case hex (32 to 128 digits), got 2 characters", func(g *Genesis) { g.Seed0 = "00" }},
+		{"seed0 must be 16 to 64 bytes in lower-case hex (32 to 128 digits), got 300 characters", func(g *Genesis) { g.Seed0 = strings.Repeat("5e", 150) }},
+		{"seed0 must be 16 to 64 bytes in lower-case hex (32 to 128 digits), got 33 characters", func(g *Genesis) { g.Seed0 = strings.Repeat("5", 33) }},
+		{"seed0 must be 16 to 64 bytes in lower-case hex (32 to 128 digits), got 64 characters", func(g *Genesis) { g.Seed0 = strings.Repeat("5E", 32) }},
+		{"leader_window_seconds must be from 1 to 86400, got 0", func(g *Genesis) { g.LeaderWindowSeconds = 0 }},
+		{"leader_window_seconds must be from 1 to 86400, got 86401", func(g *Genesis) { g.LeaderWindowSeconds = 86_401 }},
+		{"max_samples must be from 1 to 1099511627776, got 0", func(g *Genesis) { g.MaxSamples = 0 }},
+		{"millis_per_sample must be from 1 to 3600000, got 0", func(g *Genesis) { g.MillisPerSample = 0 }},
+		{"initial_tokens must be from 0 to 1125899906842624, got -1", func(g *Genesis) { g.InitialTokens = -1 }},
+		{"reward_per_round must be from 0 to 1125899906842624, got 1125899906842625", func(g *Genesis) { g.RewardPerRound = 1<<50 + 1 }},
+		{"penalty must be from 0 to 1000, got -1", func(g *Genesis) { g.Penalty = -1 }},
+		{"reputation_threshold must be from 0 to 1000, got 1001", func(g *Genesis) { g.ReputationThreshold = 1001 }},
+		{"reputation_gain must be from 0 to 1000, got 1001", func(g *Genesis) { g.ReputationGain = 1001 }},
+		{"dp.noise_multiplier 0 adds no noise, so no epsilon budget can cover a round; set a positive noise multiplier",
+			func(g *Genesis) { g.Privacy.NoiseMultiplier = "0" }},
+		{"dp.noise_multiplier 0.3 is too small for dp.epsilon_budget 3: one round alone would spend epsilon 15.061259",
+			func(g *Genesis) { g.Privacy.NoiseMultiplier = "0.3" }},
+		{"a task has 1 to 64 committee members and at most 1024 participants, got 65 and 3", func(g *Genesis) {
+			g.Committee = numbered("member", 65)
+		}},
+		{"a task has 1 to 64 committee members and at most 1024 participants, got 3 and 1025", func(g *Genesis) {
+			g.Participants = numbered("trainer", 1025)
+		}},
+		{"the publisher pub may not sit on the committee of task mnist-1: it would lead and decrypt what it coordinates",
+			func(g *Genesis) { g.Committee[2] = "pub" }},
 		{"committee member nobody: company nobody is not registered", func(g *Genesis) { g.Committee[2] = "nobody" }},
 		{"participant pub does not hold the participant role", func(g *Genesis) { g.Participants[0] = "pub" }},
 		{"dealer nobody: company nobody is not registered", func(g *Genesis) { g.Encryption.Dealer = "nobody" }},
-		{"the aggregator acme must be a committee member of task mnist-1", func(g *Genesis) {
-			g.Committee, g.Encryption.CommitteeSize, g.Quorum = []string{"bolt", "cargo"}, 2, 1
-		}},
+		{"committee member dock has recorded no VRF key (RecordCompanyKeys): it could not stand for leader", func(g *Genesis) { g.Committee[2] = "dock" }},
 	}
 	for _, tc := range cases {
 		c.refused(t, tc.want, c.publisher, "CreateTask", genesis(tc.mutate))
 	}
 	c.refused(t, "unknown field", c.publisher, "CreateTask", `{"task_id":"x","surprise":1}`)
+	c.refused(t, `unknown field "aggregator"`, c.publisher, "CreateTask", strings.Replace(genesis(), `{`, `{"aggregator":"acme",`, 1))
 	c.refused(t, "trailing data", c.publisher, "CreateTask", genesis()+"{}")
+	// The size bound comes before any parsing: 70 KiB of anything, valid JSON or not.
+	c.refused(t, "the task genesis is 71680 bytes; at most 65536 are accepted", c.publisher, "CreateTask",
+		genesis()+strings.Repeat(" ", 70*1024-len(genesis())))
+	c.refused(t, "the task genesis is 71680 bytes; at most 65536 are accepted", c.publisher, "CreateTask", strings.Repeat("{", 70*1024))
 	c.ok(t, c.publisher, "CreateTask", genesis())
 	c.refused(t, "task mnist-1 already exists", c.publisher, "CreateTask", genesis())
+}
+
+// numbered is n company names prefix-0 ... prefix-(n-1).
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
 }
 
 func TestGenesisAcceptsEachPrivacyUnitWithItsNoiseModes(t *testing.T) {
@@ -480,7 +686,8 @@ func TestGenesisAcceptsEachPrivacyUnitWithItsNoiseModes(t *testing.T) {
 	} {
 		c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) {
 			dp := tc.dp
-			dp.EpsilonBudget, dp.Delta, dp.ClipNorm, dp.NoiseMultiplier = "3", "0.00001", "4", "1.1"
+			// A budget wide enough for a round of each (at sample rate 1 a round costs more than 3).
+			dp.EpsilonBudget, dp.Delta, dp.ClipNorm, dp.NoiseMultiplier = "100", "0.00001", "4", "1.1"
 			g.TaskID, g.Privacy = tc.taskID, dp
 		}))
 		var task Task
@@ -495,72 +702,85 @@ func TestGenesisAcceptsEachPrivacyUnitWithItsNoiseModes(t *testing.T) {
 func TestAVoteAfterTheQuorumIsRecordedAndNotPenalizedAtClose(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis())
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
-	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
-	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
-	c.ok(t, c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
-	members := []*ledgertest.Identity{c.acme, c.bolt, c.cargo}
-	for _, m := range members {
-		c.ok(t, m, "Vote", "mnist-1", "1", "true", "")
-	}
+	all := ids(c.acme, c.bolt, c.cargo)
+	c.aggregated(t, 1, all, c.bolt, c.cargo)
+	c.vote(t, 1, all...)
 
-	var round Round
-	c.get(t, &round, "GetRound", "mnist-1", "1")
-	if round.Status != RoundVerified || round.ValidVotes != len(members) {
+	round := c.round(t, 1)
+	if round.Status != RoundVerified || round.ValidVotes != len(all) {
 		t.Fatalf("round = %+v", round)
 	}
-	c.refused(t, "already voted", members[len(members)-1], "Vote", "mnist-1", "1", "true", "")
-	var before, after Company
-	c.get(t, &before, "GetCompany", "cargo")
-	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("7"))
-	c.get(t, &after, "GetCompany", "cargo")
+	c.refused(t, "already voted", all[len(all)-1], "Vote", "mnist-1", "1", "true", "", "")
+	before := c.company(t, "cargo")
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("7"), list("acme", "bolt"))
+	after := c.company(t, "cargo")
 	if after.Reputation < before.Reputation || after.Stake < before.Stake {
 		t.Fatalf("the member who voted after the quorum was penalized: %+v -> %+v", before, after)
 	}
-	c.refused(t, "votes are taken only on a recorded aggregate", members[0], "Vote", "mnist-1", "1", "true", "")
+	if s := c.round(t, 1).Standing; len(s.Penalties) != 0 {
+		t.Fatalf("a round every member voted on and decrypted penalized %+v", s.Penalties)
+	}
+	c.refused(t, "votes are taken only on a recorded aggregate", all[0], "Vote", "mnist-1", "1", "true", "", "")
 }
 
 func TestACommitteeRejectionFailsTheRoundAndPenalizesTheLeader(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis())
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
-	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
-	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
-	c.ok(t, c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
+	// Only bolt and cargo stand, so acme, the third member, is left to vote.
+	aggregated := c.aggregated(t, 1, ids(c.bolt, c.cargo), c.bolt, c.cargo)
+	leader := aggregated.Leader
 
-	c.ok(t, c.bolt, "Vote", "mnist-1", "1", "false", "recomputed aggregate differs")
-	r := c.ok(t, c.cargo, "Vote", "mnist-1", "1", "false", "hash mismatch")
+	c.ok(t, c.acme, "Vote", "mnist-1", "1", "false", "recomputed aggregate differs", "")
+	r := c.ok(t, c.member(t, other(leader)), "Vote", "mnist-1", "1", "false", "hash mismatch", "")
 
-	var round Round
-	c.get(t, &round, "GetRound", "mnist-1", "1")
-	var acme Company
-	c.get(t, &acme, "GetCompany", "acme")
-	if round.Status != RoundFailed || !strings.Contains(round.FailureReason, "hash mismatch") {
+	round := c.round(t, 1)
+	company := c.company(t, leader)
+	if round.Status != RoundFailed || !strings.Contains(round.FailureReason, "hash mismatch") || round.InvalidVotes != 2 {
 		t.Fatalf("round = %+v", round)
 	}
-	if acme.Reputation != 900 || acme.Stake != -100 {
-		t.Fatalf("leader not penalized: %+v", acme)
+	if company.Reputation != 900 || company.Stake != 50-100 {
+		t.Fatalf("leader not penalized: %+v", company)
+	}
+	if want := []Penalty{{Company: leader, Duty: DutyAggregation, Amount: 100}}; !reflect.DeepEqual(round.Standing.Penalties, want) {
+		t.Fatalf("round standing = %+v, want penalties %+v", round.Standing, want)
 	}
 	if r.Event == nil || r.Event.Name != "VoteCast" || !strings.Contains(string(r.Event.Payload), `"round_status":"failed"`) {
 		t.Fatalf("event = %+v", r.Event)
 	}
-	// A failed round spends no budget: the next opens from the epsilon actually spent.
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "2", "0.5")
+	// A failed round spends no budget: the next opens at the epsilon of one closed round.
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "2")
+	if got := c.round(t, 2).EpsilonAfterMicro; got != epsilonAfter(t, 1) {
+		t.Fatalf("round 2 books epsilon %d, want %d (one round: the failed one spent nothing)", got, epsilonAfter(t, 1))
+	}
 }
 
-func TestADemotedCompanyMayNotLeadOrVote(t *testing.T) {
+func TestADemotedCompanyMayTrainButNotStandForLeaderAndItsVoteDoesNotCount(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis())
 	c.ok(t, c.admin3, "SetCompanyStatus", "cargo", "demoted")
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
-	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
-	c.ok(t, c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5") // still trains
-	c.ok(t, c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","cargo"]`, hash("a"))
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1")
+	c.submit(t, c.bolt, 1, 5, 5)
+	c.submit(t, c.cargo, 1, 5, 5) // still trains
 
-	c.refused(t, "company cargo is demoted and may not vote", c.cargo, "Vote", "mnist-1", "1", "true", "")
-	c.ok(t, c.admin1, "SetCompanyStatus", "acme", "demoted")
-	c.ok(t, c.publisher, "FailRound", "mnist-1", "1", "leader demoted")
-	c.refused(t, "aggregator acme is demoted and may not lead round 2", c.publisher, "OpenRound", "mnist-1", "2", "1")
+	c.refused(t, "company cargo is demoted and may not stand for leader", c.cargo, "SubmitElectionProof", "mnist-1", "1",
+		c.cargo.VRF.ProveHex(t, c.alpha(t, "mnist-1", 1)))
+	c.prove(t, 1, c.acme, c.bolt)
+	c.ok(t, c.publisher, "CloseCollection", "mnist-1", "1")
+	round := c.round(t, 1)
+	c.ok(t, c.member(t, round.Leader), "RecordAggregate", "mnist-1", "1", list("bolt", "cargo"), hash("a"))
+
+	c.refused(t, "only a counted valid vote may carry a partial decryption", c.cargo, "Vote", "mnist-1", "1", "true", "", partial("cargo", 1))
+	c.ok(t, c.cargo, "Vote", "mnist-1", "1", "false", "looks wrong", "")
+	c.refused(t, "cargo has no counted valid vote on round 1 of task mnist-1", c.cargo, "RecordPartial", "mnist-1", "1", partial("cargo", 1))
+	var votes []Vote
+	c.get(t, &votes, "ListVotes", "mnist-1", "1")
+	round = c.round(t, 1)
+	if len(votes) != 1 || votes[0].Member != "cargo" || votes[0].Counted || round.InvalidVotes != 0 || round.Status != RoundAggregated {
+		t.Fatalf("a demoted member's vote counted: votes %+v, round %+v", votes, round)
+	}
+	if len(round.Election.Ranking) != 2 || slices.Contains(round.Election.Ranking, "cargo") {
+		t.Fatalf("ranking %v holds the demoted cargo", round.Election.Ranking)
+	}
 }
 
 func TestRegisterCompanyAcceptsTheDealerRoleOnlyFromItsCertificate(t *testing.T) {
@@ -580,27 +800,35 @@ func TestRegisterCompanyAcceptsTheDealerRoleOnlyFromItsCertificate(t *testing.T)
 	c.refused(t, "company vault does not hold the dealer role", vault, "DealKey", "mnist-1", deal())
 }
 
-func TestRecordCompanyKeysChecksBothKeysAndRotatesThem(t *testing.T) {
+func TestRecordCompanyKeysChecksEachKeyRotatesTwoAndFixesTheVRFKey(t *testing.T) {
 	c := newConsortium(t)
 	openSSH := "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQ= bolt@node"
-	cases := []struct{ want, encryption, node string }{
-		{"the encryption key must be an X25519 public key", strings.ToUpper(encryptionKey("bolt")), nodeKey},
-		{"the encryption key must be an X25519 public key", encryptionKey("bolt")[:62], nodeKey},
-		{"the encryption key must be an X25519 public key", encryptionKey("bolt") + "00", nodeKey},
-		{"the encryption key is all zeros", strings.Repeat("0", 64), nodeKey},
-		{"the node key must be 1-1024 characters", encryptionKey("bolt"), ""},
-		{"the node key must be 1-1024 characters", encryptionKey("bolt"), nodeKey + strings.Repeat("A", 1024)},
-		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519 AAAA\x00"},
-		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519\tAAAA"},
-		{"the node key must be a public key in PEM", encryptionKey("bolt"), "my node"},
-		{"the node key must be a public key in PEM", encryptionKey("bolt"), openSSH + "\n" + openSSH},
-		{"the node key starts as PEM but has no -----END line", encryptionKey("bolt"), "-----BEGIN PUBLIC KEY-----\nMFkw\n"},
+	vrfKey := c.bolt.VRF.PublicHex()
+	cases := []struct{ want, encryption, node, vrf string }{
+		{"the encryption key must be an X25519 public key", strings.ToUpper(encryptionKey("bolt")), nodeKey, vrfKey},
+		{"the encryption key must be an X25519 public key", encryptionKey("bolt")[:62], nodeKey, vrfKey},
+		{"the encryption key must be an X25519 public key", encryptionKey("bolt") + "00", nodeKey, vrfKey},
+		{"the encryption key is all zeros", strings.Repeat("0", 64), nodeKey, vrfKey},
+		{"the node key must be 1-1024 characters", encryptionKey("bolt"), "", vrfKey},
+		{"the node key must be 1-1024 characters", encryptionKey("bolt"), nodeKey + strings.Repeat("A", 1024), vrfKey},
+		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519 AAAA\x00", vrfKey},
+		{"the node key must be printable ASCII", encryptionKey("bolt"), "ssh-ed25519\tAAAA", vrfKey},
+		{"the node key must be a public key in PEM", encryptionKey("bolt"), "my node", vrfKey},
+		{"the node key must be a public key in PEM", encryptionKey("bolt"), openSSH + "\n" + openSSH, vrfKey},
+		{"the node key starts as PEM but has no -----END line", encryptionKey("bolt"), "-----BEGIN PUBLIC KEY-----\nMFkw\n", vrfKey},
+		{"the VRF key must be an Ed25519 public key as 64 lower-case hex digits, got 64", encryptionKey("bolt"), nodeKey, strings.ToUpper(vrfKey)},
+		{"the VRF key must be an Ed25519 public key as 64 lower-case hex digits, got 0", encryptionKey("bolt"), nodeKey, ""},
+		{"the VRF key is not usable: public key is a small-order point", encryptionKey("bolt"), nodeKey, "01" + strings.Repeat("00", 31)},
+		{"the VRF key is not usable: public key is not a canonical encoding", encryptionKey("bolt"), nodeKey, "ed" + strings.Repeat("ff", 30) + "7f"},
+		{"the VRF key is not usable: public key is not in the prime-order subgroup", encryptionKey("bolt"), nodeKey, withTorsion(t, c.bolt.VRF.Public)},
+		{"company bolt recorded its VRF key " + vrfKey[:16] + "… already; a VRF key never changes once recorded",
+			encryptionKey("bolt"), nodeKey, c.acme.VRF.PublicHex()},
 	}
 	for _, tc := range cases {
-		c.refused(t, tc.want, c.bolt, "RecordCompanyKeys", tc.encryption, tc.node)
+		c.refused(t, tc.want, c.bolt, "RecordCompanyKeys", tc.encryption, tc.node, tc.vrf)
 	}
-	c.refused(t, "is not a registered company", ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "participant"),
-		"RecordCompanyKeys", encryptionKey("nobody"), nodeKey)
+	nobody := ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "participant")
+	c.refused(t, "is not a registered company", nobody, "RecordCompanyKeys", keys(nobody, "nobody")...)
 
 	// What Python's cryptography writes for a Flower node's key: OpenSSH (P-384, Ed25519) and PEM.
 	for _, accepted := range []string{
@@ -608,21 +836,41 @@ func TestRecordCompanyKeysChecksBothKeysAndRotatesThem(t *testing.T) {
 		"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBS8cCoixoULdy+uuaI6MilrmvT5AMolqChsnhVJkKB5",
 		"-----BEGIN PUBLIC KEY-----\nMHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEjF8lFnp7IlTgWFWFy9Tpd7As/ogf37xe\n31ov8OX8Ah+DXKvniOIoFa1sruKqcxxMHR0jhgliOKFS99GRuu/GnGCCVOix3mYt\nfQ1jdiujym2HS/4eMKgaIgkKcHtMtsvH\n-----END PUBLIC KEY-----\n",
 	} {
-		c.ok(t, c.cargo, "RecordCompanyKeys", encryptionKey("cargo"), accepted)
+		c.ok(t, c.cargo, "RecordCompanyKeys", encryptionKey("cargo"), accepted, c.cargo.VRF.PublicHex())
 	}
-	r := c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), openSSH)
-	var bolt Company
-	c.get(t, &bolt, "GetCompany", "bolt")
-	if bolt.EncryptionKey != encryptionKey("bolt-2") || bolt.NodeKey != openSSH || bolt.Status != StatusActive {
+	r := c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), openSSH, vrfKey)
+	bolt := c.company(t, "bolt")
+	if bolt.EncryptionKey != encryptionKey("bolt-2") || bolt.NodeKey != openSSH || bolt.VrfKey != vrfKey || bolt.Status != StatusActive {
 		t.Fatalf("bolt = %+v", bolt)
 	}
 	if r.Event == nil || r.Event.Name != "CompanyKeysRecorded" || !strings.Contains(string(r.Event.Payload), encryptionKey("bolt-2")) {
 		t.Fatalf("event = %+v", r.Event)
 	}
+	// A company without keys records its VRF key once, with its first keys.
+	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant,committee")
+	c.ok(t, dock, "RegisterCompany", "dock", "participant,committee", "")
+	c.ok(t, dock, "RecordCompanyKeys", keys(dock, "dock")...)
+	c.refused(t, "a VRF key never changes once recorded", dock, "RecordCompanyKeys", keys(c.acme, "dock")...)
 	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "demoted")
-	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-3"), nodeKey) // demoted, still its own keys
+	c.ok(t, c.bolt, "RecordCompanyKeys", keys(c.bolt, "bolt-3")...) // demoted, still its own keys
 	c.ok(t, c.admin2, "SetCompanyStatus", "bolt", "revoked")
-	c.refused(t, "company bolt is revoked", c.bolt, "RecordCompanyKeys", encryptionKey("bolt-4"), nodeKey)
+	c.refused(t, "company bolt is revoked", c.bolt, "RecordCompanyKeys", keys(c.bolt, "bolt-4")...)
+}
+
+// withTorsion is public plus a point of order 8, in hex: on the curve, canonical, of full order,
+// but outside the prime-order subgroup.
+func withTorsion(t *testing.T, public []byte) string {
+	t.Helper()
+	orderEight, _ := hex.DecodeString("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+	p, err := new(edwards25519.Point).SetBytes(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := new(edwards25519.Point).SetBytes(orderEight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(new(edwards25519.Point).Add(p, q).Bytes())
 }
 
 func TestADealerHoldsNoOtherPlaceInItsTask(t *testing.T) {
@@ -635,7 +883,7 @@ func TestADealerHoldsNoOtherPlaceInItsTask(t *testing.T) {
 		mutate func(*Genesis)
 	}{
 		{"the dealer pub may hold no other role in task mnist-1: it is also the publisher", func(g *Genesis) { g.Encryption.Dealer = "pub" }},
-		{"the dealer acme may hold no other role in task mnist-1: it is also the aggregator", func(g *Genesis) { g.Encryption.Dealer = "acme" }},
+		{"the dealer acme may hold no other role in task mnist-1: it is also a committee member", func(g *Genesis) { g.Encryption.Dealer = "acme" }},
 		{"the dealer kmc may hold no other role in task mnist-1: it is also a committee member", func(g *Genesis) { g.Committee[2] = "kmc" }},
 		{"the dealer kmc may hold no other role in task mnist-1: it is also a participant", func(g *Genesis) { g.Participants = append(g.Participants, "kmc") }},
 		{"dealer dock does not hold the dealer role", func(g *Genesis) { g.Encryption.Dealer = "dock" }},
@@ -643,13 +891,9 @@ func TestADealerHoldsNoOtherPlaceInItsTask(t *testing.T) {
 	for _, tc := range cases {
 		c.refused(t, tc.want, c.publisher, "CreateTask", genesis(tc.mutate))
 	}
-	// The aggregator sits on the committee that checks it, and is not the task's publisher.
-	c.refused(t, "the aggregator rival may not be the publisher of task mnist-1", c.stranger, "CreateTask",
-		genesis(func(g *Genesis) { g.Committee[2], g.Aggregator = "rival", "rival" }))
-	c.refused(t, "the aggregator cargo must be a committee member of task mnist-1", c.publisher, "CreateTask",
-		genesis(func(g *Genesis) {
-			g.Committee, g.Encryption.CommitteeSize, g.Aggregator = []string{"acme", "bolt"}, 2, "cargo"
-		}))
+	// The publisher, who coordinates, may neither lead nor decrypt: it sits on no committee.
+	c.refused(t, "the publisher rival may not sit on the committee of task mnist-1: it would lead and decrypt what it coordinates",
+		c.stranger, "CreateTask", genesis(func(g *Genesis) { g.Committee[2] = "rival" }))
 	c.ok(t, c.admin2, "SetCompanyStatus", "kmc", "demoted")
 	c.refused(t, "dealer kmc is demoted", c.publisher, "CreateTask", genesis())
 }
@@ -662,7 +906,7 @@ func TestATaskAwaitsItsKeyUntilItsDealerDealsSealedSharesOnce(t *testing.T) {
 	if created.Status != TaskAwaitingKey || created.Encryption.PaillierN != "" || created.Encryption.Dealer != "kmc" {
 		t.Fatalf("created task = %+v", created)
 	}
-	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "OpenRound", "mnist-1", "1")
 	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "GetThresholdKey", "mnist-1")
 	c.refused(t, "task mnist-1 awaits its key from dealer kmc", c.publisher, "GetKeyShareRecord", "mnist-1", "bolt")
 
@@ -693,13 +937,13 @@ func TestATaskAwaitsItsKeyUntilItsDealerDealsSealedSharesOnce(t *testing.T) {
 	c.refused(t, "company pub is not on the committee of task mnist-1 and holds no key share of it", c.publisher, "GetKeyShareRecord", "mnist-1", "pub")
 
 	// A rotated encryption key applies to later deals; the record names the key the share is sealed to.
-	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), nodeKey)
+	c.ok(t, c.bolt, "RecordCompanyKeys", keys(c.bolt, "bolt-2")...)
 	c.get(t, &record, "GetKeyShareRecord", "mnist-1", "bolt")
 	if record.EncryptionKey != encryptionKey("bolt") {
 		t.Fatalf("the record follows the rotated key: %+v", record)
 	}
 	c.refused(t, "the key of task mnist-1 has already been dealt", c.kmc, "DealKey", "mnist-1", deal())
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1")
 }
 
 func TestOnlyTheTasksDealerDealsAndOnlyAWholeBoundedKey(t *testing.T) {
@@ -752,13 +996,8 @@ func TestOnlyTheTasksDealerDealsAndOnlyAWholeBoundedKey(t *testing.T) {
 	c.refused(t, "task nope does not exist", c.kmc, "DealKey", "nope", deal())
 	c.refused(t, "is not a registered company", ledgertest.NewIdentity(t, "CarrierMSP", "nobody", "dealer"), "DealKey", "mnist-1", deal())
 
-	// A committee member that never recorded an encryption key cannot be dealt a share.
-	dock := ledgertest.NewIdentity(t, "WarehouseMSP", "dock", "participant,committee")
-	c.ok(t, dock, "RegisterCompany", "dock", "participant,committee", "")
-	c.ok(t, c.publisher, "CreateTask", genesis(func(g *Genesis) { g.TaskID, g.Committee[2] = "mnist-2", "dock" }))
-	c.refused(t, "committee member dock has recorded no encryption key; it must run RecordCompanyKeys first", c.kmc,
-		"DealKey", "mnist-2", deal(func(d *Deal) { d.Shares = sharesFor("acme", "bolt", "dock") }))
-
+	// (A committee member without an encryption key can no longer be on a task: CreateTask asks
+	// for its VRF key, which RecordCompanyKeys records only with an encryption key.)
 	c.ok(t, c.admin2, "SetCompanyStatus", "kmc", "demoted")
 	c.refused(t, "company kmc is demoted and may not deal keys", c.kmc, "DealKey", "mnist-1", deal())
 }
@@ -766,7 +1005,10 @@ func TestOnlyTheTasksDealerDealsAndOnlyAWholeBoundedKey(t *testing.T) {
 func TestStateIsCanonicalJSONWithIntegersOnly(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis())
-	c.verifiedRound(t, 1, "0.75", c.acme, c.bolt)
+	// A closed round holds every record: election, proofs, standing, rewards, votes.
+	all := ids(c.acme, c.bolt, c.cargo)
+	c.verifiedRound(t, 1, all, all[:2], c.acme, c.bolt)
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"), list("acme", "bolt"))
 
 	for k, v := range c.ledger.State() {
 		again, err := canonical(json.RawMessage(v))
@@ -834,7 +1076,9 @@ func FuzzCreateTaskGenesis(f *testing.F) {
 	f.Add(genesis(func(g *Genesis) { g.Encryption.Dealer = "acme" }))
 	f.Add(genesis(func(g *Genesis) { g.Encryption.Dealer = "pub" }))
 	f.Add(genesis(func(g *Genesis) { g.Participants = append(g.Participants, "kmc") }))
-	f.Add(genesis(func(g *Genesis) { g.Aggregator = "pub" }))
+	f.Add(genesis(func(g *Genesis) { g.Committee[0] = "pub" }))
+	f.Add(genesis(func(g *Genesis) { g.Privacy.NoiseMultiplier = "0" }))
+	f.Add(genesis(func(g *Genesis) { g.Seed0 = strings.Repeat("5e", 150) }))
 	f.Add(genesis(func(g *Genesis) { g.Encryption.PaillierN = strings.Repeat("c3", 128) }))
 	f.Add(`{"task_id":"x"}`)
 	f.Add(`[]`)
@@ -858,10 +1102,16 @@ func FuzzCreateTaskGenesis(f *testing.F) {
 			t.Fatalf("accepted an escrow genesis whose master is off the committee or whose threshold is below 2: %q", doc)
 		case g.Encryption.KeyCustody != CustodyThreshold && g.Encryption.KeyCustody != CustodyEscrow:
 			t.Fatalf("accepted a genesis of unknown key custody: %q", doc)
-		case dealer == "pub" || dealer == g.Aggregator || slices.Contains(g.Committee, dealer) || slices.Contains(g.Participants, dealer):
+		case dealer == "pub" || slices.Contains(g.Committee, dealer) || slices.Contains(g.Participants, dealer):
 			t.Fatalf("accepted a genesis whose dealer holds another place: %q", doc)
-		case g.Aggregator == "pub" || !slices.Contains(g.Committee, g.Aggregator):
-			t.Fatalf("accepted a genesis whose aggregator is the publisher or off the committee: %q", doc)
+		case slices.Contains(g.Committee, "pub"):
+			t.Fatalf("accepted a genesis whose publisher sits on the committee: %q", doc)
+		case len(g.Committee) > maxCommitteeSize || len(g.Participants) > maxParticipants || len(g.Seed0) > maxSeedHex || len(g.Seed0) < minSeedHex:
+			t.Fatalf("accepted a genesis past its bounds: %q", doc)
+		case g.LeaderWindowSeconds < 1 || g.MaxSamples < 1 || g.MillisPerSample < 1:
+			t.Fatalf("accepted a genesis with a zero leader window, sample cap or cost per sample: %q", doc)
+		case g.Privacy.NoiseMultiplier == "0" || strings.Trim(g.Privacy.NoiseMultiplier, "0.") == "":
+			t.Fatalf("accepted a genesis without noise: %q", doc)
 		}
 	})
 }
@@ -890,24 +1140,27 @@ func TestRemainingRejectionsAndReads(t *testing.T) {
 	c.refused(t, "task nope does not exist", c.publisher, "GetTask", "nope")
 	c.refused(t, "company nobody is not registered", c.publisher, "GetCompany", "nobody")
 	c.withKey(t, genesis(func(g *Genesis) { g.Participants = []string{"acme", "bolt"} }))
-	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1", "1")
+	c.ok(t, c.publisher, "OpenRound", "mnist-1", "1")
 
 	c.refused(t, "company cargo is not a participant of task mnist-1", c.cargo, "SubmitUpdate", "mnist-1", "1", hash("c"), "10", "5", "5")
 	c.refused(t, "artifact hash must be 64 lower-case hex", c.bolt, "SubmitUpdate", "mnist-1", "1", "ABC", "10", "5", "5")
-	c.refused(t, "samples must be positive", c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "0", "5")
+	c.refused(t, `samples must be a whole number from 1 to 100000, got "0" (task mnist-1's max_samples)`, c.bolt,
+		"SubmitUpdate", "mnist-1", "1", hash("b"), "10", "0", "5")
 	c.refused(t, "round 2 of task mnist-1 has not been opened", c.publisher, "ListUpdates", "mnist-1", "2")
 	c.ok(t, c.acme, "SubmitUpdate", "mnist-1", "1", hash("a"), "10", "5", "5")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-1", "1", hash("b"), "10", "5", "5")
-	c.refused(t, "lists a company twice", c.acme, "RecordAggregate", "mnist-1", "1", `["bolt","bolt"]`, hash("a"))
-	c.refused(t, "aggregate hash must be", c.acme, "RecordAggregate", "mnist-1", "1", `["acme","bolt"]`, "zz")
 
 	c.refused(t, "does not hold the publisher role", c.acme, "FailRound", "mnist-1", "1", "stalled")
 	c.ok(t, c.stranger, "RegisterCompany", "rival", "publisher", "")
 	c.refused(t, "only the task's publisher pub may fail its rounds", c.stranger, "FailRound", "mnist-1", "1", "stalled")
-	c.refused(t, "needs a reason", c.publisher, "FailRound", "mnist-1", "1", "")
+	c.refused(t, "the reason for failing a round must be 1-512 characters, got 0", c.publisher, "FailRound", "mnist-1", "1", "")
 	c.ok(t, c.publisher, "FailRound", "mnist-1", "1", "stalled")
 	c.refused(t, "round 1 of task mnist-1 is failed and cannot be failed", c.publisher, "FailRound", "mnist-1", "1", "again")
-	c.refused(t, "is failed: an aggregate is recorded only while it collects", c.acme, "RecordAggregate", "mnist-1", "1", `["acme","bolt"]`, hash("a"))
+	c.refused(t, "round 1 of task mnist-1 is failed: an aggregate is recorded only once collection has closed", c.acme,
+		"RecordAggregate", "mnist-1", "1", list("acme", "bolt"), hash("a"))
+	c.refused(t, "round 1 of task mnist-1 is failed: election proofs are taken only before collection closes", c.acme,
+		"SubmitElectionProof", "mnist-1", "1", c.acme.VRF.ProveHex(t, c.alpha(t, "mnist-1", 1)))
+	c.refused(t, "round 1 of task mnist-1 is failed: only a collecting round's collection can close", c.publisher, "CloseCollection", "mnist-1", "1")
 
 	var task, round, update, company []Change
 	c.get(t, &task, "GetTaskHistory", "mnist-1")
@@ -927,7 +1180,7 @@ func TestRemainingRejectionsAndReads(t *testing.T) {
 		t.Fatalf("second task change = %s", task[1].Value)
 	}
 	var credited Company
-	if err := json.Unmarshal(company[2].Value, &credited); err != nil || credited.Tokens != 50 {
+	if err := json.Unmarshal(company[2].Value, &credited); err != nil || credited.Tokens != 50 || credited.Stake != 50 {
 		t.Fatalf("third company change = %s", company[2].Value)
 	}
 	var failed Round
@@ -1063,7 +1316,7 @@ func TestAnEscrowDealSealsTheWholeKeyToTheMasterAndAThresholdDealMayNot(t *testi
 		t.Fatal("the KeyDealt event carries the sealed master key")
 	}
 	// The record keeps the key the master's box was sealed to when the master rotates its key.
-	c.ok(t, c.bolt, "RecordCompanyKeys", encryptionKey("bolt-2"), nodeKey)
+	c.ok(t, c.bolt, "RecordCompanyKeys", keys(c.bolt, "bolt-2")...)
 	c.get(t, &record, "GetMasterKeyRecord", "mnist-1")
 	if record.EncryptionKey != encryptionKey("bolt") {
 		t.Fatalf("the master key record follows the rotated key: %+v", record)
@@ -1125,8 +1378,9 @@ func TestThePublisherFailsOverTheMasterToTheNextMemberThatWasNeverMaster(t *test
 func TestAMasterIsNotFailedOverOnceItsTaskIsFinished(t *testing.T) {
 	c := newConsortium(t)
 	c.withKey(t, genesis(escrow, func(g *Genesis) { g.Rounds = 1 }))
-	c.verifiedRound(t, 1, "1", c.acme, c.bolt)
-	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"))
+	all := ids(c.acme, c.bolt, c.cargo)
+	c.verifiedRound(t, 1, all, all, c.acme, c.bolt)
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("1"), list("bolt"))
 
 	c.refused(t, "task mnist-1 is finished: a master is failed over only while its task is active", c.publisher, "FailoverMaster", "mnist-1", "down")
 }
@@ -1200,7 +1454,7 @@ func TestMembersReleaseTheirEscrowSharesOnceToTheMasterThatTookOver(t *testing.T
 	}
 
 	// The master rotates its key and then fails too: releases go to acme, sealed to its key of the moment.
-	c.ok(t, c.acme, "RecordCompanyKeys", encryptionKey("acme-2"), nodeKey)
+	c.ok(t, c.acme, "RecordCompanyKeys", keys(c.acme, "acme-2")...)
 	c.ok(t, c.publisher, "FailoverMaster", "mnist-1", "cargo is down")
 	c.get(t, &releases, "ListEscrowReleases", "mnist-1")
 	if len(releases) != 0 {

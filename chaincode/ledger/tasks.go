@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
@@ -9,6 +10,14 @@ import (
 
 // Genesis is what a publisher fixes when it creates a task (the genesis block of
 // 003_9658668e214f0ee6.txt, step 1). Decimal parameters are fixed-point strings.
+//
+// Governance: each round's leader is elected among the committee (election.go) from seed0;
+// leader_window_seconds is how long, in ledger time, each ranked member has to record the
+// aggregate before the next may. An update may claim at most max_samples samples (the packing's
+// weight cap) and millis_per_sample of compute for each, the task's declared cost per sample.
+// Participants and committee members receive initial_tokens of stake; a closed round pays
+// reward_per_round, a missed duty costs penalty (stake and reputation), a duty done earns
+// reputation_gain; below reputation_threshold a company is demoted.
 type Genesis struct {
 	TaskID              string    `json:"task_id"`
 	Model               ModelSpec `json:"model"`
@@ -17,15 +26,25 @@ type Genesis struct {
 	Encryption          HESpec    `json:"he"`
 	Committee           []string  `json:"committee"`
 	Quorum              int       `json:"quorum"`
-	Aggregator          string    `json:"aggregator"`
 	Participants        []string  `json:"participants"`
 	MinParticipants     int       `json:"min_participants"`
 	Seed0               string    `json:"seed0"`
+	LeaderWindowSeconds int64     `json:"leader_window_seconds"`
+	MaxSamples          int64     `json:"max_samples"`
+	MillisPerSample     int64     `json:"millis_per_sample"`
 	InitialTokens       int64     `json:"initial_tokens"`
 	RewardPerRound      int64     `json:"reward_per_round"`
 	Penalty             int64     `json:"penalty"`
 	ReputationThreshold int64     `json:"reputation_threshold"`
+	ReputationGain      int64     `json:"reputation_gain"`
 }
+
+// Bounds of the genesis's governance numbers.
+const (
+	maxLeaderWindowSeconds = 86_400
+	maxMillisPerSample     = 3_600_000
+	maxTokens              = 1 << 50
+)
 
 // ModelSpec names the model and pins its initial weights.
 type ModelSpec struct {
@@ -104,6 +123,7 @@ type Task struct {
 	Publisher          string         `json:"publisher"`
 	Status             string         `json:"status"`
 	CurrentRound       int            `json:"current_round"`
+	ClosedRounds       int            `json:"closed_rounds"`
 	EpsilonSpentMicro  int64          `json:"epsilon_spent_micro"`
 	EpsilonBudgetMicro int64          `json:"epsilon_budget_micro"`
 	CreatedAt          int64          `json:"created_at"`
@@ -141,8 +161,8 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 	if err := checkSHA256("model.initial_weights_sha256", g.Model.InitialWeightsSHA256); err != nil {
 		return 0, err
 	}
-	if g.Rounds < 1 || g.Rounds > 100_000 {
-		return 0, fmt.Errorf("rounds must be between 1 and 100000, got %d", g.Rounds)
+	if g.Rounds < 1 || g.Rounds > maxRounds {
+		return 0, fmt.Errorf("rounds must be between 1 and %d, got %d", maxRounds, g.Rounds)
 	}
 	if budget, err = parseMicro("dp.epsilon_budget", g.Privacy.EpsilonBudget); err != nil {
 		return 0, err
@@ -185,6 +205,10 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 		return 0, err
 	}
 	n := len(g.Committee)
+	if n < 1 || n > maxCommitteeSize || len(g.Participants) > maxParticipants {
+		return 0, fmt.Errorf("a task has 1 to %d committee members and at most %d participants, got %d and %d",
+			maxCommitteeSize, maxParticipants, n, len(g.Participants))
+	}
 	if g.Encryption.CommitteeSize != n || g.Encryption.Threshold < 1 || g.Encryption.Threshold > n {
 		return 0, fmt.Errorf("he.threshold %d of he.committee_size %d does not fit a committee of %d",
 			g.Encryption.Threshold, g.Encryption.CommitteeSize, n)
@@ -212,11 +236,31 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 	if err := g.checkPlaces(publisher); err != nil {
 		return 0, err
 	}
-	if !hexPattern.MatchString(g.Seed0) || len(g.Seed0) < 32 {
-		return 0, fmt.Errorf("seed0 must be at least 16 bytes in lower-case hex")
+	if !hexPattern.MatchString(g.Seed0) || len(g.Seed0) < minSeedHex || len(g.Seed0) > maxSeedHex || len(g.Seed0)%2 != 0 {
+		return 0, fmt.Errorf("seed0 must be 16 to 64 bytes in lower-case hex (%d to %d digits), got %d characters",
+			minSeedHex, maxSeedHex, len(g.Seed0))
 	}
-	if g.InitialTokens < 0 || g.RewardPerRound < 0 || g.Penalty < 0 || g.ReputationThreshold < 0 {
-		return 0, fmt.Errorf("initial_tokens, reward_per_round, penalty and reputation_threshold must not be negative")
+	// Ordered, not a map: every peer must report the same first error.
+	for _, f := range []struct {
+		what   string
+		value  int64
+		lo, hi int64
+	}{
+		{"leader_window_seconds", g.LeaderWindowSeconds, 1, maxLeaderWindowSeconds},
+		{"max_samples", g.MaxSamples, 1, maxCount},
+		{"millis_per_sample", g.MillisPerSample, 1, maxMillisPerSample},
+		{"initial_tokens", g.InitialTokens, 0, maxTokens},
+		{"reward_per_round", g.RewardPerRound, 0, maxTokens},
+		{"penalty", g.Penalty, 0, InitialReputation},
+		{"reputation_threshold", g.ReputationThreshold, 0, InitialReputation},
+		{"reputation_gain", g.ReputationGain, 0, InitialReputation},
+	} {
+		if f.value < f.lo || f.value > f.hi {
+			return 0, fmt.Errorf("%s must be from %d to %d, got %d", f.what, f.lo, f.hi, f.value)
+		}
+	}
+	if err := g.checkAffordable(budget); err != nil {
+		return 0, err
 	}
 	return budget, nil
 }
@@ -261,16 +305,14 @@ func (dp *DPSpec) validateAccounting() error {
 	return nil
 }
 
-// checkPlaces keeps the task's powers apart: the aggregator sits on the committee that checks
-// its aggregate but is not the publisher, an escrow task's master sits on the committee that
-// escrows its key, and the dealer, who could decrypt everything with the
-// key it generated, holds no other place at all.
+// checkPlaces keeps the task's powers apart: the publisher, who coordinates, sits on no
+// committee (so it can neither lead nor decrypt), an escrow task's master sits on the committee
+// that escrows its key, and the dealer, who could decrypt everything with the key it generated,
+// holds no other place at all.
 func (g *Genesis) checkPlaces(publisher string) error {
-	if !slices.Contains(g.Committee, g.Aggregator) {
-		return fmt.Errorf("the aggregator %s must be a committee member of task %s", g.Aggregator, g.TaskID)
-	}
-	if g.Aggregator == publisher {
-		return fmt.Errorf("the aggregator %s may not be the publisher of task %s", g.Aggregator, g.TaskID)
+	if slices.Contains(g.Committee, publisher) {
+		return fmt.Errorf("the publisher %s may not sit on the committee of task %s: it would lead and decrypt what it coordinates",
+			publisher, g.TaskID)
 	}
 	// The master's key is escrowed over the committee, and a member takes over when it fails.
 	if master := g.Encryption.Master; master != "" && !slices.Contains(g.Committee, master) {
@@ -283,7 +325,6 @@ func (g *Genesis) checkPlaces(publisher string) error {
 		held bool
 	}{
 		{"the publisher", dealer == publisher},
-		{"the aggregator", dealer == g.Aggregator},
 		{"a committee member", slices.Contains(g.Committee, dealer)},
 		{"a participant", slices.Contains(g.Participants, dealer)},
 	} {
@@ -295,9 +336,11 @@ func (g *Genesis) checkPlaces(publisher string) error {
 }
 
 // CreateTask records a task from its genesis JSON; only a company holding the publisher role
-// may. Every committee member, participant, the aggregator and the dealer must be registered,
-// active companies holding the role their place needs. Participants receive initial_tokens. The
-// task then awaits its key: no round opens until the dealer has run DealKey.
+// may. Every committee member, participant and the dealer must be registered, active companies
+// holding the role their place needs, and every committee member must have recorded its VRF key
+// (so keys are fixed before seed0 is known). Participants and committee members receive
+// initial_tokens, as tokens and stake. The task then awaits its key: no round opens until the
+// dealer has run DealKey.
 func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genesisJSON string) error {
 	publisher, err := actingCompany(ctx, RolePublisher)
 	if err != nil {
@@ -305,6 +348,9 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	}
 	if publisher.Status != StatusActive {
 		return fmt.Errorf("company %s is %s and may not publish tasks", publisher.Name, publisher.Status)
+	}
+	if err := checkLength("the task genesis", genesisJSON, maxGenesisLength); err != nil {
+		return err
 	}
 	var g Genesis
 	if err := decodeStrict(genesisJSON, &g, "the task genesis"); err != nil {
@@ -323,11 +369,14 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	} else if found {
 		return fmt.Errorf("task %s already exists", g.TaskID)
 	}
-	if err := requireMembers(ctx, g.Committee, RoleCommittee, "committee member"); err != nil {
+	committee, err := loadMembers(ctx, g.Committee, RoleCommittee, "committee member")
+	if err != nil {
 		return err
 	}
-	if err := requireMembers(ctx, []string{g.Aggregator}, RoleParticipant, "aggregator"); err != nil {
-		return err
+	for _, member := range committee {
+		if member.VrfKey == "" {
+			return fmt.Errorf("committee member %s has recorded no VRF key (RecordCompanyKeys): it could not stand for leader", member.Name)
+		}
 	}
 	if err := requireMembers(ctx, []string{g.Encryption.Dealer}, RoleDealer, "dealer"); err != nil {
 		return err
@@ -347,11 +396,17 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	if err := putJSON(ctx, taskKey, task); err != nil {
 		return err
 	}
-	for _, p := range participants {
-		p.Tokens += g.InitialTokens
-		if err := saveCompany(ctx, p); err != nil {
+	book := newCompanyBook(ctx)
+	for _, p := range append(participants, committee...) {
+		book.companies[p.Name] = p
+	}
+	for _, name := range slices.Sorted(maps.Keys(book.companies)) {
+		if err := book.reward(name, g.InitialTokens); err != nil {
 			return err
 		}
+	}
+	if err := book.save(); err != nil {
+		return err
 	}
 	return emit(ctx, "TaskCreated", task)
 }

@@ -121,6 +121,17 @@ func Verify(publicKey, alpha, pi []byte) ([]byte, error) {
 	return gammaToHash(gamma), nil
 }
 
+// CheckPublicKey checks a public key as Verify does before it looks at any proof: 32 bytes, a
+// canonically encoded point of the prime-order subgroup, not of small order. It fails with an
+// *Error saying which.
+func CheckPublicKey(publicKey []byte) error {
+	if len(publicKey) != PublicKeySize {
+		return fail(ErrLength, "public key is %d bytes, expected %d", len(publicKey), PublicKeySize)
+	}
+	_, err := decodeSubgroupPoint(publicKey, "public key")
+	return err
+}
+
 // ProofToHash returns the 64-byte VRF output beta of pi (RFC 9381 section 5.2) without verifying
 // the proof; use Verify for proofs from anyone else.
 //

@@ -14,6 +14,8 @@
     ├── PrivacyError                   an invalid privacy parameter
     ├── ArtifactError                  an artifact is missing, malformed or fails its hash
     ├── DataError                      a dataset or parameter vector missing, malformed or misshapen
+    ├── TaskSpecError                  a task parameter the chaincode's genesis would refuse (names its key)
+    │   └── TaskFileError              a task file unreadable, unparsable, or with a value of the wrong type
     └── FabricError                    anything on the Fabric side
         ├── CAError                    the Fabric CA refused a request (carries its codes)
         │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
@@ -21,8 +23,10 @@
         ├── GatewayError               a Fabric Gateway call failed (gRPC code, per-peer details)
         │   ├── EndorseError           the proposal was not endorsed (carries tx_id)
         │   ├── SubmitError            the ordering service did not accept it (carries tx_id)
-        │   └── CommitStatusError      its commit status could not be read (carries tx_id)
+        │   ├── CommitStatusError      its commit status could not be read (carries tx_id)
+        │   └── AccessDeniedError      a peer or orderer refused the identity; says why where it can (cause)
         ├── CommitError                ordered, but committed as invalid (tx_id, validation code)
+        │   └── ReplayedTransactionError  committed before this submission: a replayed envelope wrote nothing
         └── KeyIntegrityError          a key or sealed share read from the ledger fails its hash
     └── NetworkError                   bringing the consortium up, inspecting or stopping it
         ├── NetworkConfigError         an invalid consortium file
@@ -34,6 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
 
 
 class FedLedgerError(Exception):
@@ -87,6 +93,25 @@ class ArtifactError(FedLedgerError):
 
 class DataError(FedLedgerError):
     """A dataset file is missing or malformed, a partition is impossible, or a vector does not fit its model."""
+
+
+class TaskSpecError(FedLedgerError):
+    """A task parameter the chaincode's genesis would refuse; ``key`` is its task-file key (``rounds``)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key} {reason}")
+        self.key, self.reason = key, reason
+
+
+class TaskFileError(TaskSpecError):
+    """A task file that cannot be read or parsed, or whose key ``key`` holds a value of the wrong type or range.
+
+    ``key`` is empty when the problem is the file as a whole (missing, a directory, not UTF-8, not a table).
+    """
+
+    def __init__(self, path: Path | str, reason: str, *, key: str = "") -> None:
+        FedLedgerError.__init__(self, f"task file {path}: {key + ' ' if key else ''}{reason}")
+        self.path, self.key, self.reason = Path(path), key, reason
 
 
 class FabricError(FedLedgerError):
@@ -189,6 +214,63 @@ class CommitError(FabricError):
         advice = _COMMIT_ADVICE.get(code, "the ledger is unchanged by it")
         super().__init__(f"transaction {tx_id} failed to commit{where}: {code}; {advice}")
         self.tx_id, self.code, self.block_number = tx_id, code, block_number
+
+
+class ReplayedTransactionError(CommitError):
+    """A submitted envelope whose transaction was already on the ledger: a replay, which wrote nothing.
+
+    ``block_number`` is the block of the original when it is known (the commit status found it),
+    else the block of the replayed copy; ``original_block`` and ``duplicate_block`` say which are
+    known. ``original_code`` is how the original committed (usually ``VALID``); ``code`` is
+    ``DUPLICATE_TXID``, what the peers mark the copy. ``height`` is the channel's height just before
+    this submission, when it was known.
+    """
+
+    def __init__(self, tx_id: str, original_block: int | None, *, original_code: str = "VALID",
+                 duplicate_block: int | None = None, height: int | None = None) -> None:
+        if original_block is not None:
+            how = "" if original_code == "VALID" else f" (as {original_code})"
+            before = f" (the channel was at height {height})" if height is not None else ""
+            what = f"was already committed{how} in block {original_block} before this submission{before}"
+        else:
+            where = f" in block {duplicate_block}" if duplicate_block is not None else ""
+            what = f"was already on the ledger when this copy was committed{where}, as DUPLICATE_TXID"
+        FabricError.__init__(self, f"transaction {tx_id} {what}: the envelope is a replay; nothing new was "
+                                   f"written. To write again, endorse a new proposal")
+        self.tx_id, self.code = tx_id, "DUPLICATE_TXID"
+        self.block_number = original_block if original_block is not None else duplicate_block
+        self.original_block, self.duplicate_block = original_block, duplicate_block
+        self.original_code, self.height = original_code, height
+
+
+class DenialCause(StrEnum):
+    """Why a peer or orderer most likely refused an identity (``AccessDeniedError.cause``)."""
+
+    #: The signature does not verify with the certificate's public key: signed with another key.
+    KEY_MISMATCH = "key-mismatch"
+    #: The certificate's validity period is over.
+    EXPIRED = "expired"
+    #: The certificate's validity period has not begun (or this machine's clock is wrong).
+    NOT_YET_VALID = "not-yet-valid"
+    #: The peer could not place the certificate in the MSP it names: not a channel MSP, or not its CA's.
+    UNKNOWN_MSP = "unknown-msp"
+    #: Nothing checkable here is wrong: revoked, or issued by a CA the channel's MSP does not trust.
+    UNEXPLAINED = "unexplained"
+
+
+class AccessDeniedError(GatewayError):
+    """A peer or orderer refused the identity that signed a request ("access denied", "FORBIDDEN").
+
+    Fabric says no more than that to the client. ``cause`` is what a check on this side found
+    (:class:`DenialCause`); the message says it in words, with the certificate's subject and MSP.
+    ``stage`` is the call refused (``evaluate``, ``endorse``, ``submit``, ``commit_status``, ``events``).
+    """
+
+    def __init__(self, message: str, *, cause: DenialCause, stage: str, tx_id: str, msp_id: str, subject: str,
+                 code: str, details: Sequence[ErrorDetail] = (), address: str = "") -> None:
+        super().__init__(message, code=code, details=details, address=address)
+        self.cause, self.stage, self.tx_id = cause, stage, tx_id
+        self.msp_id, self.subject = msp_id, subject
 
 
 class KeyIntegrityError(FabricError):

@@ -28,7 +28,7 @@ COMMON = ("--key-bits", "1024", "--epsilon", "1000", "--noise-multiplier", str(N
 
 
 def write_task_file(path: Any, *, task_id: str, rounds: int, epsilon_budget: float, noise_multiplier: float,
-                    aggregator: str = "manufacturer-co", min_participants: int = 2, extra: str = "") -> Any:
+                    min_participants: int = 2, extra: str = "") -> Any:
     """A TOML task file for the three demo companies, dealt by kmc, as a publisher writes one."""
     path.write_text(f'''
 task-id = "{task_id}"
@@ -36,8 +36,8 @@ model = "breast-cancer-logreg"
 rounds = {rounds}
 participants = ["manufacturer-co", "warehouse-co", "carrier-co"]
 committee = ["manufacturer-co", "warehouse-co", "carrier-co"]
-aggregator = "{aggregator}"
 dealer = "kmc"
+leader-window-seconds = 10
 threshold = 2
 quorum = 2
 min-participants = {min_participants}
@@ -100,7 +100,10 @@ def test_the_ledger_holds_every_update_aggregate_vote_model_hash_and_the_epsilon
             assert record["aggregate"]["sha256"] == entry["aggregate_sha256"]
             assert store.exists(record["aggregate"]["sha256"])
             assert {v["member"] for v in votes if v["valid"]} >= set(entry["decrypted_by"])
+            assert record["decrypted_by"] == sorted(entry["decrypted_by"])
             assert record["model_sha256"] == entry["model_sha256"]
+            # The leader is the first the election ranked that recorded the aggregate.
+            assert record["aggregate"]["recorded_by"] == entry["leader"] in record["election"]["ranking"]
     dp = task["dp"]
     assert (dp["unit"], dp["noise_mode"], float(dp["sample_rate"])) == ("record", "distributed", DEMO.sample_rate)
     expected = RdpAccountant(noise_multiplier=float(dp["noise_multiplier"]), sample_rate=DEMO.sample_rate
@@ -115,7 +118,7 @@ def test_the_coordinator_and_the_dealer_hold_no_key_and_no_share(cli_network: Cl
     coordinator, dealer = cli_network.party("coordinator"), cli_network.party("kmc")
     with CompanySession.open(coordinator) as session:
         task = session.ledger.get_task("e2e-train")
-    assert "coordinator" not in task["committee"] and task["aggregator"] in task["committee"]
+    assert "coordinator" not in task["committee"]
     assert task["he"]["dealer"] == "kmc" and "kmc" not in task["committee"] + task["participants"]
     for home in (coordinator, dealer):
         assert not (home / "keys").exists()
@@ -242,25 +245,74 @@ def test_a_malformed_task_file_is_refused_and_nothing_is_published(cli_network: 
     assert shown.returncode == 1 and "task e2e-bad" in shown.stderr
 
 
-def test_audit_verify_passes_for_a_trained_task_and_names_a_tampered_update(
-        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+def test_audit_verify_passes_for_a_trained_task(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
     clean = cli_network.run("audit", "verify", "e2e-train", "--json")
     report = json.loads(clean.stdout)
     assert report["ok"] and report["rounds"] == DEMO_ROUNDS
+    checks = {f["check"] for f in report["findings"]}
+    assert {"closing model derived from the partial decryptions", "aggregate includes exactly the fixed updates",
+            "leader ranking is the sortition of the recorded VRF proofs",
+            "epsilon booked matches the accountant"} <= checks
 
+
+def _tamper_cases(session: CompanySession) -> dict[str, tuple[Any, str]]:
+    """Each tampering of the coordinator's artifacts: (what it does to the store, the check it must fail)."""
+    ledger, store = session.ledger, session.store
+    updates = ledger.list_updates("e2e-train", 1)
+    record = ledger.get_round("e2e-train", 2)
+    votes = {v["member"]: v for v in ledger.list_votes("e2e-train", 2)}
+    first, second = (store._path(u["artifact_sha256"]) for u in updates[:2])
+    model = store._path(record["model_sha256"])
+    aggregate = store._path(record["aggregate"]["sha256"])
+    member = record["decrypted_by"][0]
+    other = next(m for m in record["decrypted_by"] if m != member)
+    partial = store._path(votes[member]["partial_sha256"])
+
+    def flip(path: Any) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+    def swap() -> None:
+        a, b = first.read_bytes(), second.read_bytes()
+        first.write_bytes(b), second.write_bytes(a)
+
+    return {
+        "flip a byte in an update": (lambda: flip(first), f"update of {updates[0]['company']}"),
+        "swap two companies' updates": (swap, f"update of {updates[1]['company']}"),
+        "replace the aggregate with a subset's": (lambda: aggregate.write_bytes(first.read_bytes()), "aggregate"),
+        "zero the model file": (lambda: model.write_bytes(bytes(len(model.read_bytes()))), "closing model"),
+        "truncate the model file": (lambda: model.write_bytes(model.read_bytes()[:8]), "closing model"),
+        "delete an update": (lambda: first.unlink(), f"update of {updates[0]['company']}"),
+        "a partial decryption from the wrong share": (
+            lambda: partial.write_bytes(store._path(votes[other]["partial_sha256"]).read_bytes()),
+            "closing model derived"),
+    }
+
+
+def test_audit_verify_detects_every_tampering_of_the_artifacts(cli_network: CliNetwork,
+                                                               trained: dict[str, Any]) -> None:
     with CompanySession.open(cli_network.party("coordinator")) as session:
-        victim = session.ledger.list_updates("e2e-train", 1)[0]
-        path = session.store._path(victim["artifact_sha256"])
-    original = path.read_bytes()
+        cases = _tamper_cases(session)
+        root = session.store._path("0" * 64).parent.parent
+    saved = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    missed = {}
     try:
-        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-        tampered = cli_network.run("audit", "verify", "e2e-train", "--json", check=False)
+        for name, (tamper, check) in cases.items():
+            tamper()
+            done = cli_network.run("audit", "verify", "e2e-train", "--json", check=False)
+            failed = [f for f in json.loads(done.stdout)["findings"] if not f["ok"]]
+            if done.returncode != 4 or not any(check in f["check"] for f in failed):
+                missed[name] = (done.returncode, failed[:2])
+            for path, data in saved.items():  # restore everything before the next case
+                if not path.exists() or path.read_bytes() != data:
+                    path.write_bytes(data)
     finally:
-        path.write_bytes(original)
-
-    assert tampered.returncode == 4
-    failed = [f for f in json.loads(tampered.stdout)["findings"] if not f["ok"]]
-    assert any(victim["company"] in f["check"] and f["round"] == 1 for f in failed)
+        for path, data in saved.items():
+            if not path.exists() or path.read_bytes() != data:
+                path.write_bytes(data)
+    assert not missed, missed
+    again = cli_network.run("audit", "verify", "e2e-train", "--json")
+    assert json.loads(again.stdout)["ok"]  # no false positive once restored
 
 
 def test_a_node_claiming_another_company_is_refused(cli_network: CliNetwork, trained: dict[str, Any]) -> None:
@@ -365,8 +417,7 @@ def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
         cli_network: CliNetwork, trained: dict[str, Any], tmp_path: Any) -> None:
     from tests.integration.conftest import free_base_port
 
-    task_file = write_task_file(tmp_path / "by-hand.toml", task_id="e2e-by-hand", rounds=1, aggregator="warehouse-co",
-                                min_participants=3, extra="max-weight = 200\n", epsilon_budget=1000.0,
+    task_file = write_task_file(tmp_path / "by-hand.toml", task_id="e2e-by-hand", rounds=1, min_participants=3, extra="max-weight = 200\n", epsilon_budget=1000.0,
                                 noise_multiplier=NOISE_MULTIPLIER)
     cli_network.run("task", "create", str(task_file), "--as", "coordinator")
     cli_network.run("node", "deal", "e2e-by-hand", "--as", "kmc")
@@ -403,9 +454,11 @@ def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
     err = progress.read_text()
     assert coordinator.returncode == 0, err[-3000:]
     rounds = json.loads(out)["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["leader"] == "warehouse-co"
+    assert [r["round"] for r in rounds] == [0, 1]
     with CompanySession.open(cli_network.party("coordinator")) as session:
-        assert session.ledger.get_round("e2e-by-hand", 1)["model_sha256"] == rounds[1]["model_sha256"]
+        record = session.ledger.get_round("e2e-by-hand", 1)
+    assert record["model_sha256"] == rounds[1]["model_sha256"]
+    assert rounds[1]["leader"] == record["aggregate"]["recorded_by"] in record["election"]["ranking"]
 
 
 def test_cifar10_trains_from_a_dataset_path_the_user_gives(cli_network: CliNetwork, tmp_path: Any) -> None:

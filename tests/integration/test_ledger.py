@@ -1,11 +1,12 @@
 """Every FedLedger transaction, through :class:`~fedledger.fabric.Ledger`, on the consortium's real peers.
 
 The companies are fresh identities enrolled at each organization's Fabric CA with only the roles
-they need, registered once for the module; the committee members record X25519 encryption keys,
-and a key-management company (the dealer) deals each task's threshold key as shares sealed to
-them. Each test uses its own task, so the tests do not depend on each other or on what other
-modules put on the shared ledger; where a test checks stake, reputation or tokens it compares them
-with their values before the test.
+they need, registered once for the module; the committee members record X25519 encryption keys
+and Ed25519 VRF keys, and a key-management company (the dealer) deals each task's threshold key as
+shares sealed to them. Each round's leader is elected on the ledger: every committee member proves
+its VRF on the round's seed, and collection's close ranks them. Each test uses its own task, so the
+tests do not depend on each other or on what other modules put on the shared ledger; where a test
+checks stake, reputation or tokens it compares them with their values before the test.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from fedledger.crypto import (
 )
 from fedledger.crypto import PublicKey as PaillierPublicKey
 from fedledger.crypto.sealing import seal
+from fedledger.crypto.sortition import sortition_input
+from fedledger.crypto.vrf import VrfKeyPair
+from fedledger.crypto.vrf import prove as vrf_prove
 from fedledger.errors import EndorseError, GatewayError
 from fedledger.fabric import (
     CAClient,
@@ -58,9 +62,9 @@ from fedledger.fabric import (
     SubmittedTransaction,
     connect,
 )
-from fedledger.fabric.ledger import Genesis, SealedShare, canonical_json, fixed_point
+from fedledger.fabric.ledger import Genesis, RoundRecord, SealedShare, canonical_json, fixed_point
 from fedledger.fabric.proposal import Args
-from fedledger.privacy import RdpAccountant
+from fedledger.privacy import RdpAccountant, epsilon_micro
 
 from .conftest import Consortium
 
@@ -79,22 +83,31 @@ NODE_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbGVk
 @dataclass
 class Member:
     """One client identity of one organization, connected to its org's peer, with the X25519 key
-    pair whose public half its company records as its encryption key."""
+    pair whose public half its company records as its encryption key, and its VRF key pair."""
 
     org: str
     gateway: Gateway
     ledger: Ledger
     company: str = ""
     sealing: PrivateKey | None = None
+    vrf: VrfKeyPair | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.gateway.identity.fingerprint
 
     def record_keys(self) -> str:
-        """Give the company a fresh encryption key pair and record the public half (and a node key)."""
-        self.sealing = PrivateKey.generate()
-        return self.ledger.record_company_keys(encryption_key=bytes(self.sealing.public_key).hex(), node_key=NODE_KEY)
+        """Give the company fresh encryption and VRF key pairs and record the public halves (and a node key)."""
+        self.sealing, self.vrf = PrivateKey.generate(), VrfKeyPair.generate()
+        return self.ledger.record_company_keys(encryption_key=bytes(self.sealing.public_key).hex(), node_key=NODE_KEY,
+                                               vrf_key=self.vrf.public_key.hex())
+
+    def stand(self, task_id: str, round_number: int) -> str:
+        """Prove the company's VRF on the round's seed and record the proof: it stands for leader."""
+        assert self.vrf is not None, f"{self.company} has recorded no VRF key"
+        seed = bytes.fromhex(self.ledger.get_round(task_id, round_number)["seed"])
+        proof = vrf_prove(self.vrf.secret_key, sortition_input(task_id, round_number, seed))
+        return self.ledger.submit_election_proof(task_id, round_number, proof=proof)
 
     def open(self, sealed: bytes) -> bytes:
         assert self.sealing is not None, f"{self.company} has recorded no encryption key"
@@ -116,7 +129,7 @@ class Members:
 
     consortium: Consortium
     publisher: Member  # Manufacturer, publisher role only
-    acme: Member  # Manufacturer, participant and committee: the aggregator of every task here
+    acme: Member  # Manufacturer, participant and committee
     bolt: Member  # Warehouse, participant and committee
     cargo: Member  # Carrier, participant and committee
     outsider: Member  # Carrier, participant and committee, on no task's committee
@@ -142,6 +155,28 @@ class Members:
         return (dealer or self.dealer).ledger.deal_key(task_id, paillier_n=self.key.paillier_n,
                                                        public_key=self.key.public_key,
                                                        shares=self.sealed_shares(committee))
+
+    def by_company(self, name: str) -> Member:
+        return next(m for m in (self.acme, self.bolt, self.cargo, self.outsider) if m.company == name)
+
+    def stand(self, task_id: str, round_number: int, standing: Sequence[Member] = ()) -> list[str]:
+        """Each of ``standing`` (by default the task's whole committee) proves its VRF for the round."""
+        committee = standing or [self.by_company(n) for n in self.publisher.ledger.get_task(task_id)["committee"]]
+        return [m.stand(task_id, round_number) for m in committee]
+
+    def close_collection(self, task_id: str, round_number: int) -> RoundRecord:
+        """The publisher closes the round's collection: the ledger fixes its updates and elects its leaders."""
+        self.publisher.ledger.close_collection(task_id, round_number)
+        return self.publisher.ledger.get_round(task_id, round_number)
+
+    def ranked(self, task_id: str, round_number: int) -> list[Member]:
+        """The members the round's election ranked, first (the leader) first."""
+        election = self.publisher.ledger.get_round(task_id, round_number).get("election")
+        assert election is not None, f"round {round_number} of task {task_id} has not been elected"
+        return [self.by_company(name) for name in election["ranking"]]
+
+    def leader(self, task_id: str, round_number: int) -> Member:
+        return self.ranked(task_id, round_number)[0]
 
 
 def _registrar(consortium: Consortium, org: str) -> Enrollment:
@@ -293,11 +328,6 @@ def members(consortium: Consortium) -> Iterator[Members]:
             gateway.close()
 
 
-def micro(fixed: str) -> int:
-    """A fixed-point decimal string in millionths, as the chaincode stores epsilon."""
-    return int(Decimal(fixed) * 1_000_000)
-
-
 def unique_task(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -307,10 +337,25 @@ def sha(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()
 
 
+def partial(task_id: str, round_number: int, member: Member) -> str:
+    """A stand-in hash of a member's partial decryption of a round's aggregate."""
+    return sha(f"{task_id}/{round_number}/{member.company}/partial")
+
+
+def format_micro(value: int) -> str:
+    """Millionths as the chaincode prints them: a decimal without trailing zeros."""
+    return format(Decimal(value).scaleb(-6).normalize(), "f")
+
+
+# An hour per leader slot: in these tests only the first-ranked member may record an aggregate.
+LEADER_WINDOW_SECONDS = 3600
+
+
 def genesis(task_id: str, members: Members, *, participants: list[Member] | None = None,
             committee: list[Member] | None = None, quorum: int = 2, epsilon_budget: str = "3",
             noise_multiplier: str = "3", rounds: int = 2) -> Genesis:
-    """A valid genesis: acme aggregates; no reputation threshold, so penalties demote nobody."""
+    """A valid genesis: leaders elected with an hour's slot each; no reputation threshold and no
+    reputation gain, so penalties demote nobody and reputation moves only by them."""
     participants = participants or [members.acme, members.bolt, members.cargo]
     committee = committee or [members.acme, members.bolt, members.cargo]
     return {
@@ -324,14 +369,17 @@ def genesis(task_id: str, members: Members, *, participants: list[Member] | None
                "dealer": members.dealer.company},
         "committee": [m.company for m in committee],
         "quorum": quorum,
-        "aggregator": members.acme.company,
         "participants": [m.company for m in participants],
         "min_participants": 2,
         "seed0": "5e" * 32,
+        "leader_window_seconds": LEADER_WINDOW_SECONDS,
+        "max_samples": 1000,
+        "millis_per_sample": 1000,
         "initial_tokens": 50,
         "reward_per_round": 1000,
         "penalty": 100,
         "reputation_threshold": 0,
+        "reputation_gain": 0,
     }
 
 
@@ -347,23 +395,35 @@ def active_task(members: Members, document: Genesis) -> str:
 
 
 def collecting_round(members: Members, prefix: str, submitters: tuple[Member, ...]) -> str:
-    """A fresh task whose round 1 is open and holds one update from each of ``submitters``."""
+    """A fresh task whose round 1 is open, its committee standing for leader, and holds one update
+    from each of ``submitters``."""
     task = active_task(members, genesis(unique_task(prefix), members))
-    members.publisher.ledger.open_round(task, 1, epsilon_after="1")
+    members.publisher.ledger.open_round(task, 1)
+    members.stand(task, 1)
     for m in submitters:
         m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
                                compute_millis=5)
     return task
 
 
+def collected_round(members: Members, prefix: str, submitters: tuple[Member, ...]) -> tuple[str, Member]:
+    """A fresh task whose round 1 has closed collection over ``submitters``' updates; and its leader."""
+    task = collecting_round(members, prefix, submitters)
+    members.close_collection(task, 1)
+    return task, members.leader(task, 1)
+
+
 @contextmanager
-def refused(message: str, snapshot: Callable[[], object]) -> Iterator[None]:
-    """Expect the write in the ``with`` block to be refused by the chaincode with ``message``, verbatim,
-    and to leave ``snapshot()`` (the affected records and their histories) as it was."""
+def refused(message: str | re.Pattern[str], snapshot: Callable[[], object]) -> Iterator[None]:
+    """Expect the write in the ``with`` block to be refused by the chaincode with ``message``, verbatim
+    (or, for a pattern, words matching it to their end), and to leave ``snapshot()`` (the affected
+    records and their histories) as it was."""
     before = snapshot()
-    with pytest.raises(EndorseError, match=re.escape(message)) as caught:
+    pattern = message if isinstance(message, re.Pattern) else re.compile(re.escape(message))
+    with pytest.raises(EndorseError, match=pattern) as caught:
         yield
-    assert any(m.endswith(message) for m in chaincode_message(caught.value)), caught.value.details
+    assert any(re.search(f"(?:{pattern.pattern})$", m) for m in chaincode_message(caught.value)), \
+        caught.value.details
     assert snapshot() == before
 
 
@@ -377,6 +437,7 @@ def state_of(members: Members, task_id: str, *, rounds: tuple[int, ...] = (),
     for n in rounds:
         state[f"round {n}"] = (ledger.get_round(task_id, n), ledger.get_round_history(task_id, n),
                                ledger.list_updates(task_id, n), ledger.list_votes(task_id, n),
+                               ledger.list_election_proofs(task_id, n),
                                [ledger.get_update_history(task_id, n, m.company) for m in companies])
     for member in companies:
         state[member.company] = (ledger.get_company(member.company), ledger.get_company_history(member.company))
@@ -409,7 +470,7 @@ def test_the_chaincode_reports_its_version_and_sees_each_caller_as_its_company(m
     who = members.bolt.ledger.who_am_i()
     admin = members.admins["Carrier"].ledger.who_am_i()
 
-    assert version == {"chaincode": "fedledger", "version": "0.1.0"}
+    assert version == {"chaincode": "fedledger", "version": "0.2.0"}
     assert who == {"admin": False, "company": "ledger-bolt", "fingerprint": members.bolt.fingerprint,
                    "msp_id": "WarehouseMSP", "roles": ["committee", "participant"]}
     assert admin["admin"] and admin["msp_id"] == "CarrierMSP"
@@ -442,6 +503,7 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
     task = unique_task("happy")
     trio = (acme, bolt, cargo)
     before = {m.company: m.ledger.get_company(m.company) for m in trio}
+    # The chaincode books epsilon with its own accountant; the client's twin must agree to the millionth.
     accountant = RdpAccountant(noise_multiplier=3.0)
     start = members.channel_height()
     events: dict[str, str] = {}  # tx id -> the event its state change must emit
@@ -452,68 +514,94 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
 
     created = did("TaskCreated", pub.ledger.create_task(genesis(task, members)))
     dealt = did("KeyDealt", members.deal(task))
-    # Round 1: all three train (samples 100:200:300); acme and bolt verify; cargo never votes.
-    opened1 = did("RoundOpened", pub.ledger.open_round(task, 1, epsilon_after=accountant.epsilon_after(1, delta=DELTA)))
+    # Round 1: all three stand for leader and train (samples 100:200:300); acme and bolt verify and
+    # decrypt; cargo never votes.
+    opened1 = did("RoundOpened", pub.ledger.open_round(task, 1))
+    round1_proofs = [did("ElectionProofSubmitted", tx) for tx in members.stand(task, 1)]
     round1_updates = [did("UpdateSubmitted", m.ledger.submit_update(
         task, 1, artifact_sha256=sha(f"{task}/1/{m.company}"), size_bytes=4096, samples=100 * (i + 1),
         compute_millis=10)) for i, m in enumerate(trio)]
-    aggregated1 = did("AggregateRecorded", acme.ledger.record_aggregate(
+    collected1 = did("CollectionClosed", pub.ledger.close_collection(task, 1))
+    leader1 = members.leader(task, 1)
+    aggregated1 = did("AggregateRecorded", leader1.ledger.record_aggregate(
         task, 1, included=[m.company for m in trio], aggregate_sha256=sha(f"{task}/1/aggregate")))
-    round1_votes = [did("VoteCast", m.ledger.vote(task, 1, valid=True)) for m in (acme, bolt)]
-    closed1 = did("RoundClosed", pub.ledger.close_round(task, 1, model_sha256=sha(f"{task}/model-1")))
-    accountant.step()
+    round1_votes = [did("VoteCast", m.ledger.vote(task, 1, valid=True, partial_sha256=partial(task, 1, m)))
+                    for m in (acme, bolt)]
+    closed1 = did("RoundClosed", pub.ledger.close_round(task, 1, model_sha256=sha(f"{task}/model-1"),
+                                                        decrypted_by=[acme.company, bolt.company]))
     # Round 2: bolt and cargo train (100:200); acme and cargo verify; bolt never votes; the leader closes.
-    did("RoundOpened", pub.ledger.open_round(task, 2, epsilon_after=accountant.epsilon_after(2, delta=DELTA)))
+    did("RoundOpened", pub.ledger.open_round(task, 2))
+    for tx in members.stand(task, 2):
+        did("ElectionProofSubmitted", tx)
     for i, m in enumerate((bolt, cargo)):
         did("UpdateSubmitted", m.ledger.submit_update(task, 2, artifact_sha256=sha(f"{task}/2/{m.company}"),
                                                       size_bytes=4096, samples=100 * (i + 1), compute_millis=10))
-    did("AggregateRecorded", acme.ledger.record_aggregate(task, 2, included=[bolt.company, cargo.company],
-                                                          aggregate_sha256=sha(f"{task}/2/aggregate")))
+    did("CollectionClosed", pub.ledger.close_collection(task, 2))
+    leader2 = members.leader(task, 2)
+    did("AggregateRecorded", leader2.ledger.record_aggregate(task, 2, included=[bolt.company, cargo.company],
+                                                             aggregate_sha256=sha(f"{task}/2/aggregate")))
     for m in (acme, cargo):
-        did("VoteCast", m.ledger.vote(task, 2, valid=True))
-    closed2 = did("RoundClosed", acme.ledger.close_round(task, 2, model_sha256=sha(f"{task}/model-2")))
+        did("VoteCast", m.ledger.vote(task, 2, valid=True, partial_sha256=partial(task, 2, m)))
+    closed2 = did("RoundClosed", leader2.ledger.close_round(task, 2, model_sha256=sha(f"{task}/model-2"),
+                                                            decrypted_by=[cargo.company, acme.company]))
 
     state = pub.ledger.get_task(task)
     round1 = bolt.ledger.get_round(task, 1)
+    round2 = bolt.ledger.get_round(task, 2)
     updates = cargo.ledger.list_updates(task, 1)
     votes = cargo.ledger.list_votes(task, 1)
+    proofs = cargo.ledger.list_election_proofs(task, 1)
     after = {m.company: pub.ledger.get_company(m.company) for m in trio}
 
     assert state["status"] == "finished" and state["current_round"] == 2 and state["publisher"] == "ledger-pub"
-    assert state["epsilon_spent_micro"] == micro(fixed_point(accountant.epsilon_after(2, delta=DELTA)))
+    assert state["closed_rounds"] == 2
+    assert state["epsilon_spent_micro"] == epsilon_micro(accountant.epsilon_after(2, delta=DELTA))
     assert state["epsilon_budget_micro"] == 3_000_000
     assert round1["status"] == "closed" and round1["model_sha256"] == sha(f"{task}/model-1")
-    assert round1["updates"] == 3 and round1["valid_votes"] == 2 and round1["leader"] == "ledger-acme"
-    assert round1["aggregate"]["included"] == ["ledger-acme", "ledger-bolt", "ledger-cargo"]
-    assert round1["epsilon_after_micro"] == micro(fixed_point(accountant.epsilon_after(1, delta=DELTA)))
+    assert round1["updates"] == 3 and round1["valid_votes"] == 2 and round1["leader"] == leader1.company
+    assert round1["collected"] == round1["aggregate"]["included"] == ["ledger-acme", "ledger-bolt", "ledger-cargo"]
+    assert round1["aggregate"]["recorded_by"] == leader1.company
+    assert round1["decrypted_by"] == ["ledger-acme", "ledger-bolt"]
+    assert round2["decrypted_by"] == ["ledger-acme", "ledger-cargo"] and round2["leader"] == leader2.company
+    assert round1["epsilon_after_micro"] == epsilon_micro(accountant.epsilon_after(1, delta=DELTA))
+    assert round2["epsilon_after_micro"] == state["epsilon_spent_micro"]
+    assert sorted(round1["election"]["ranking"]) == [m.company for m in trio]
+    assert [(p["member"], p["tx_id"]) for p in proofs] == [(m.company, tx) for m, tx in zip(trio, round1_proofs)]
     assert [(u["company"], u["samples"], u["tx_id"]) for u in updates] == [
         ("ledger-acme", 100, round1_updates[0]), ("ledger-bolt", 200, round1_updates[1]),
         ("ledger-cargo", 300, round1_updates[2])]
-    assert [(v["member"], v["valid"], v["tx_id"]) for v in votes] == [
-        ("ledger-acme", True, round1_votes[0]), ("ledger-bolt", True, round1_votes[1])]
+    assert [(v["member"], v["valid"], v["counted"], v.get("partial_sha256"), v["tx_id"]) for v in votes] == [
+        ("ledger-acme", True, True, partial(task, 1, acme), round1_votes[0]),
+        ("ledger-bolt", True, True, partial(task, 1, bolt), round1_votes[1])]
 
     # Round 1 pays 1000 by samples x compute time (1:2:3 -> 166, 333, 500), round 2 pays 1:2 (333, 666);
-    # every participant got 50 initial tokens; a committee member who did not vote loses 100 of
-    # stake and of reputation (cargo in round 1, bolt in round 2).
+    # every participant got 50 initial tokens, which are also stake; a committee member who did not
+    # vote loses 100 of stake and of reputation (cargo in round 1, bolt in round 2).
     def moved(name: str) -> tuple[int, int, int]:
         """How a company's (tokens, stake, reputation) moved during the task."""
         was, now = before[name], after[name]
         return now["tokens"] - was["tokens"], now["stake"] - was["stake"], now["reputation"] - was["reputation"]
 
-    assert moved("ledger-acme") == (50 + 166, 166, 0)
-    assert moved("ledger-bolt") == (50 + 333 + 333, 666 - 100, -100)
-    assert moved("ledger-cargo") == (50 + 500 + 666, 1166 - 100, -100)
+    assert moved("ledger-acme") == (50 + 166, 50 + 166, 0)
+    assert moved("ledger-bolt") == (50 + 333 + 333, 50 + 666 - 100, -100)
+    assert moved("ledger-cargo") == (50 + 500 + 666, 50 + 1166 - 100, -100)
     assert all(c["status"] == "active" for c in after.values())
+    assert round1["rewards"] == {"ledger-acme": 166, "ledger-bolt": 333, "ledger-cargo": 500}
+    assert round1["standing"] == {"penalties": [{"company": "ledger-cargo", "duty": "vote", "amount": 100}]}
+    assert round2["standing"] == {"penalties": [{"company": "ledger-bolt", "duty": "vote", "amount": 100}]}
 
     # The audit trail: every committed change, oldest first, naming the transaction that made it.
     round_history = pub.ledger.get_round_history(task, 1)
     task_history = pub.ledger.get_task_history(task)
     update_history = pub.ledger.get_update_history(task, 1, "ledger-bolt")
     bolt_history = pub.ledger.get_company_history("ledger-bolt")
-    assert [h["tx_id"] for h in round_history] == [opened1, *round1_updates, aggregated1, *round1_votes, closed1]
+    assert [h["tx_id"] for h in round_history] == [opened1, *round1_updates, collected1, aggregated1,
+                                                   *round1_votes, closed1]
     assert [h["value"]["status"] for h in round_history] == [
-        "open", "collecting", "collecting", "collecting", "aggregated", "aggregated", "verified", "closed"]
+        "open", "collecting", "collecting", "collecting", "collected", "aggregated", "aggregated", "verified",
+        "closed"]
     assert [h["value"]["current_round"] for h in task_history] == [0, 0, 1, 1, 2, 2]
+    assert [h["value"]["closed_rounds"] for h in task_history] == [0, 0, 0, 1, 1, 2]
     assert [h["value"]["status"] for h in task_history] == [
         "awaiting-key", "active", "active", "active", "active", "finished"]
     assert [h["tx_id"] for h in task_history[:2]] == [created, dealt] and task_history[-1]["tx_id"] == closed2
@@ -529,8 +617,9 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
     assert payloads[dealt] == {"task_id": task, "dealer": "ledger-kmc", "members": [m.company for m in trio],
                                "public_key_sha256": hashlib.sha256(members.key.public_key).hexdigest()}
     assert payloads[opened1] == round_history[0]["value"]
-    assert payloads[closed1] == {"round": round_history[-1]["value"], "penalized": ["ledger-cargo"],
-                                 "rewards": {"ledger-acme": 166, "ledger-bolt": 333, "ledger-cargo": 500}}
+    assert [payloads[tx] for tx in round1_proofs] == proofs
+    assert payloads[collected1] == round_history[4]["value"]
+    assert payloads[closed1] == round_history[-1]["value"]
 
 
 # -- key custody ---------------------------------------------------------------------------
@@ -636,7 +725,7 @@ def test_a_round_cannot_open_before_the_key_is_dealt(members: Members) -> None:
     members.publisher.ledger.create_task(genesis(task, members))
 
     with refused(f"task {task} awaits its key from dealer ledger-kmc", lambda: state_of(members, task)):
-        members.publisher.ledger.open_round(task, 1, epsilon_after="1")
+        members.publisher.ledger.open_round(task, 1)
     with pytest.raises(GatewayError, match=re.escape(f"task {task} awaits its key from dealer ledger-kmc")):
         members.bolt.ledger.get_threshold_key(task)
     with pytest.raises(GatewayError, match=re.escape(f"round 1 of task {task} has not been opened")):
@@ -783,7 +872,7 @@ def test_a_company_without_the_publisher_role_cannot_create_a_task(members: Memb
 
 def test_a_replayed_update_is_rejected_and_the_ledger_is_unchanged(members: Members) -> None:
     task = active_task(members, genesis(unique_task("replay"), members))
-    members.publisher.ledger.open_round(task, 1, epsilon_after="1")
+    members.publisher.ledger.open_round(task, 1)
     first = members.bolt.ledger.submit_update(task, 1, artifact_sha256=sha("bolt/1"), size_bytes=10, samples=5,
                                               compute_millis=5)
 
@@ -793,54 +882,113 @@ def test_a_replayed_update_is_rejected_and_the_ledger_is_unchanged(members: Memb
                                           compute_millis=5)
 
 
-def test_an_update_to_a_closed_round_is_rejected_and_the_ledger_is_unchanged(members: Members) -> None:
+def test_an_update_after_collection_closed_is_rejected_and_the_ledger_is_unchanged(members: Members) -> None:
     pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = collecting_round(members, "late", (bolt, cargo))
-    acme.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
-    for m in (bolt, cargo):
-        m.ledger.vote(task, 1, valid=True)
-    pub.ledger.close_round(task, 1, model_sha256=sha("model-1"))
-
-    with refused(f"round 1 of task {task} is closed: updates are accepted only while it collects",
-                 lambda: state_of(members, task, rounds=(1,), companies=(acme, bolt, cargo))):
-        acme.ledger.submit_update(task, 1, artifact_sha256=sha("acme/late"), size_bytes=10, samples=5,
-                                  compute_millis=5)
-
-
-def test_only_the_leader_records_an_aggregate_and_only_of_updates_that_exist(members: Members) -> None:
-    acme, bolt, cargo = members.acme, members.bolt, members.cargo
-    task = collecting_round(members, "aggregate", (acme, bolt))
+    task, leader = collected_round(members, "late", (bolt, cargo))
 
     def snapshot() -> object:
         return state_of(members, task, rounds=(1,), companies=(acme, bolt, cargo))
 
-    with refused("only the leader of round 1 (ledger-acme) may record its aggregate", snapshot):
-        bolt.ledger.record_aggregate(task, 1, included=[acme.company, bolt.company], aggregate_sha256=sha("agg"))
-    with refused(f"the aggregate lists company ledger-cargo, which has no update in round 1 of task {task}",
+    with refused(f"round 1 of task {task} is collected: updates are accepted only while it collects", snapshot):
+        acme.ledger.submit_update(task, 1, artifact_sha256=sha("acme/late"), size_bytes=10, samples=5,
+                                  compute_millis=5)
+    leader.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
+    for m in (bolt, cargo):
+        m.ledger.vote(task, 1, valid=True, partial_sha256=partial(task, 1, m))
+    pub.ledger.close_round(task, 1, model_sha256=sha("model-1"), decrypted_by=[bolt.company, cargo.company])
+
+    with refused(f"round 1 of task {task} is closed: updates are accepted only while it collects", snapshot):
+        acme.ledger.submit_update(task, 1, artifact_sha256=sha("acme/late"), size_bytes=10, samples=5,
+                                  compute_millis=5)
+
+
+def test_only_the_elected_leader_records_an_aggregate_and_only_of_the_updates_fixed_at_collection(
+        members: Members) -> None:
+    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
+    task = collecting_round(members, "aggregate", (acme, bolt))
+
+    def snapshot() -> object:
+        return state_of(members, task, rounds=(1,), companies=(acme, bolt, cargo, members.outsider))
+
+    with refused(f"round 1 of task {task} is collecting: an aggregate is recorded only once collection has "
+                 f"closed, and once", snapshot):
+        acme.ledger.record_aggregate(task, 1, included=[acme.company, bolt.company], aggregate_sha256=sha("agg"))
+    members.close_collection(task, 1)
+    leader, second, _ = members.ranked(task, 1)
+    closed_at = pub.ledger.get_round(task, 1)["election"]["closed_at"]
+
+    with refused(re.compile(re.escape(
+            f"company {second.company} is ranked 2 for round 1 of task {task}: it may record the aggregate only "
+            f"from ledger time {closed_at + LEADER_WINDOW_SECONDS}, once each member ranked above it has had its "
+            f"{LEADER_WINDOW_SECONDS} s (now ") + r"\d+\)"), snapshot):
+        second.ledger.record_aggregate(task, 1, included=[acme.company, bolt.company], aggregate_sha256=sha("agg"))
+    with refused(f"company ledger-outsider is not ranked in the election of round 1 of task {task} (ranking "
+                 f"[{' '.join(m.company for m in members.ranked(task, 1))}]) and may not record its aggregate",
                  snapshot):
-        acme.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
+        members.outsider.ledger.record_aggregate(task, 1, included=[acme.company, bolt.company],
+                                                 aggregate_sha256=sha("agg"))
+    with refused("the aggregate includes [ledger-cargo], which are not among the updates fixed when collection "
+                 "closed [ledger-acme ledger-bolt]", snapshot):
+        leader.ledger.record_aggregate(task, 1, included=[acme.company, bolt.company, cargo.company],
+                                       aggregate_sha256=sha("agg"))
+    with refused("the aggregate omits [ledger-bolt]: it must include exactly the updates fixed when collection "
+                 "closed [ledger-acme ledger-bolt]", snapshot):
+        leader.ledger.record_aggregate(task, 1, included=[acme.company], aggregate_sha256=sha("agg"))
 
 
 def test_a_vote_by_a_company_not_on_the_committee_is_rejected(members: Members) -> None:
     acme, bolt, cargo = members.acme, members.bolt, members.cargo
-    task = collecting_round(members, "outsider", (acme, cargo))
-    acme.ledger.record_aggregate(task, 1, included=[acme.company, cargo.company], aggregate_sha256=sha("agg"))
+    task, leader = collected_round(members, "outsider", (acme, cargo))
+    leader.ledger.record_aggregate(task, 1, included=[acme.company, cargo.company], aggregate_sha256=sha("agg"))
 
     with refused(f"company ledger-outsider is not on the committee of task {task}",
                  lambda: state_of(members, task, rounds=(1,), companies=(members.outsider, acme, bolt, cargo))):
         members.outsider.ledger.vote(task, 1, valid=True)
 
 
-def test_a_round_past_the_privacy_budget_cannot_be_opened(members: Members) -> None:
-    task = active_task(members, genesis(unique_task("budget"), members, epsilon_budget="3", noise_multiplier="1.1"))
+def test_a_genesis_whose_noise_cannot_pay_for_one_round_is_refused_and_the_ledger_is_unchanged(
+        members: Members) -> None:
+    task = unique_task("unaffordable")
     # With noise multiplier 1.1 and delta 1e-5, one full-participation round already costs epsilon ~4.24.
     epsilon = RdpAccountant(noise_multiplier=1.1).epsilon_after(1, delta=DELTA)
 
-    with refused(f"round 1 would bring task {task} to epsilon {fixed_point(epsilon)}, past its budget of 3",
-                 lambda: state_of(members, task)):
-        members.publisher.ledger.open_round(task, 1, epsilon_after=epsilon)
-    with pytest.raises(GatewayError, match=re.escape(f"round 1 of task {task} has not been opened")):
-        members.publisher.ledger.get_round(task, 1)
+    def snapshot() -> object:
+        with pytest.raises(GatewayError, match=re.escape(f"task {task} does not exist")):
+            members.publisher.ledger.get_task(task)
+        ledger = members.publisher.ledger
+        return (members.channel_height(), ledger.get_task_history(task),
+                [(ledger.get_company(m.company), ledger.get_company_history(m.company))
+                 for m in (members.acme, members.bolt, members.cargo)])
+
+    with refused(f"dp.noise_multiplier 1.1 is too small for dp.epsilon_budget 3: one round alone would spend "
+                 f"epsilon {format_micro(epsilon_micro(epsilon))}", snapshot):
+        members.publisher.ledger.create_task(genesis(task, members, epsilon_budget="3", noise_multiplier="1.1"))
+
+
+def test_a_round_past_the_privacy_budget_cannot_be_opened(members: Members) -> None:
+    pub, acme, bolt = members.publisher, members.acme, members.bolt
+    # With noise multiplier 3, one round costs epsilon ~1.39 and two ~2.03: a budget of 1.7 pays for one.
+    accountant = RdpAccountant(noise_multiplier=3.0)
+    task = active_task(members, genesis(unique_task("budget"), members, epsilon_budget="1.7", rounds=3))
+    pub.ledger.open_round(task, 1)
+    members.stand(task, 1)
+    for m in (acme, bolt):
+        m.ledger.submit_update(task, 1, artifact_sha256=sha(f"{m.company}/1"), size_bytes=10, samples=5,
+                               compute_millis=5)
+    members.close_collection(task, 1)
+    members.leader(task, 1).ledger.record_aggregate(task, 1, included=[acme.company, bolt.company],
+                                                    aggregate_sha256=sha("agg"))
+    for m in (acme, bolt):
+        m.ledger.vote(task, 1, valid=True, partial_sha256=partial(task, 1, m))
+    pub.ledger.close_round(task, 1, model_sha256=sha("model-1"), decrypted_by=[acme.company, bolt.company])
+    assert pub.ledger.get_task(task)["epsilon_spent_micro"] == epsilon_micro(accountant.epsilon_after(1, delta=DELTA))
+
+    with refused(f"round 2 would bring task {task} to epsilon "
+                 f"{format_micro(epsilon_micro(accountant.epsilon_after(2, delta=DELTA)))} after 2 closed rounds, "
+                 f"past its budget of 1.7", lambda: state_of(members, task, rounds=(1,))):
+        pub.ledger.open_round(task, 2)
+    with pytest.raises(GatewayError, match=re.escape(f"round 2 of task {task} has not been opened")):
+        pub.ledger.get_round(task, 2)
 
 
 def test_a_revoked_company_can_do_nothing_and_revocation_is_final(members: Members) -> None:
@@ -850,7 +998,7 @@ def test_a_revoked_company_can_do_nothing_and_revocation_is_final(members: Membe
     doomed.ledger.register_company(name, roles=["participant"])
     doomed.company = name
     task = active_task(members, genesis(unique_task("revoked"), members, participants=[acme, bolt, doomed]))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
+    pub.ledger.open_round(task, 1)
 
     def snapshot() -> object:
         return state_of(members, task, rounds=(1,), companies=(doomed,))
@@ -873,31 +1021,35 @@ def test_a_revoked_company_can_do_nothing_and_revocation_is_final(members: Membe
 
 
 def test_a_committee_that_rejects_the_aggregate_fails_the_round_and_penalizes_the_leader(members: Members) -> None:
-    pub, acme, bolt, cargo = members.publisher, members.acme, members.bolt, members.cargo
-    task = collecting_round(members, "rejected", (bolt, cargo))
-    acme.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
-    leader_before = pub.ledger.get_company(acme.company)
+    pub, bolt, cargo = members.publisher, members.bolt, members.cargo
+    task, leader = collected_round(members, "rejected", (bolt, cargo))
+    leader.ledger.record_aggregate(task, 1, included=[bolt.company, cargo.company], aggregate_sha256=sha("agg"))
+    leader_before = pub.ledger.get_company(leader.company)
 
     bolt.ledger.vote(task, 1, valid=False, reason="recomputed aggregate differs")
     cargo.ledger.vote(task, 1, valid=False, reason="hash mismatch")
 
     round1 = pub.ledger.get_round(task, 1)
-    leader = pub.ledger.get_company(acme.company)
+    leader_after = pub.ledger.get_company(leader.company)
     votes = pub.ledger.list_votes(task, 1)
     assert round1["status"] == "failed" and "hash mismatch" in round1.get("failure_reason", "")
-    assert (leader["reputation"], leader["stake"]) == (leader_before["reputation"] - 100,
-                                                       leader_before["stake"] - 100)
+    assert (leader_after["reputation"], leader_after["stake"]) == (leader_before["reputation"] - 100,
+                                                                   leader_before["stake"] - 100)
+    assert round1["standing"] == {"penalties": [{"company": leader.company,
+                                                 "duty": "aggregate rejected by the committee", "amount": 100}]}
     assert [(v["member"], v["valid"], v.get("reason")) for v in votes] == [
         ("ledger-bolt", False, "recomputed aggregate differs"), ("ledger-cargo", False, "hash mismatch")]
-    # A failed round spends no budget: the next one opens from the epsilon actually spent.
-    pub.ledger.open_round(task, 2, epsilon_after="0.5")
+    # A failed round spends no budget: the next one books only itself.
+    pub.ledger.open_round(task, 2)
     assert pub.ledger.get_task(task)["epsilon_spent_micro"] == 0
+    assert pub.ledger.get_round(task, 2)["epsilon_after_micro"] == epsilon_micro(
+        RdpAccountant(noise_multiplier=3.0).epsilon_after(1, delta=DELTA))
 
 
 def test_the_publisher_fails_a_stalled_round(members: Members) -> None:
     pub, bolt = members.publisher, members.bolt
     task = active_task(members, genesis(unique_task("stalled"), members))
-    pub.ledger.open_round(task, 1, epsilon_after="1")
+    pub.ledger.open_round(task, 1)
     bolt.ledger.submit_update(task, 1, artifact_sha256=sha("bolt/1"), size_bytes=10, samples=5, compute_millis=5)
 
     with refused("company ledger-bolt does not hold the publisher role",
@@ -909,7 +1061,7 @@ def test_the_publisher_fails_a_stalled_round(members: Members) -> None:
     assert [h["value"]["status"] for h in history] == ["open", "collecting", "failed"]
     assert history[-1]["tx_id"] == failed
     assert history[-1]["value"].get("failure_reason") == "too few updates before the deadline"
-    with refused(f"round 1 of task {task} is failed: an aggregate is recorded only while it collects",
-                 lambda: state_of(members, task, rounds=(1,), companies=(bolt,))):
+    with refused(f"round 1 of task {task} is failed: an aggregate is recorded only once collection has closed, "
+                 f"and once", lambda: state_of(members, task, rounds=(1,), companies=(bolt,))):
         members.acme.ledger.record_aggregate(task, 1, included=[bolt.company, members.acme.company],
                                              aggregate_sha256=sha("agg"))

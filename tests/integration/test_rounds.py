@@ -1,12 +1,14 @@
 """One round of the FedLedger protocol on the real ledger, role by role (no Flower in between).
 
 Each party is enrolled from its own home (``fedledger node init``, as `fedledger train` does it),
-the coordinator publishes, the dealer deals, and every step goes through the party's own Fabric
-identity and peer: the chaincode's rules and the protocol's checks meet here.
+the coordinator publishes, the dealer deals, the committee stands for leader with the VRF keys in
+their homes, and every step goes through the party's own Fabric identity and peer: the chaincode's
+rules and the protocol's checks meet here.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,15 +21,17 @@ from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.custody import deal_key
 from fedledger.fl.publish import TaskSpec, publish_task
 from fedledger.fl.rounds import (
-    PrivacyUnit,
     NoiseMode,
+    PrivacyUnit,
     RoundError,
     TaskPlan,
+    close_collection,
     contribute,
     decryption_share,
     finish,
     lead,
     open_round,
+    stand_for_leader,
     verify,
 )
 from fedledger.network.companies import Consortium as Operators
@@ -39,7 +43,6 @@ from .conftest import Consortium
 COMPANIES = (Party("rounds-a", "Manufacturer"), Party("rounds-b", "Warehouse"), Party("rounds-c", "Carrier"))
 COORDINATOR = Party("rounds-coord", "Manufacturer")
 DEALER = Party("rounds-kmc", "Carrier")
-LEADER = "rounds-a"
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def _share(session: CompanySession, plan: TaskPlan):  # type: ignore[no-untyped-
 def _publish(sessions: dict[str, CompanySession], task_id: str, dimension: int) -> TaskPlan:
     names = tuple(c.name for c in COMPANIES)
     spec = TaskSpec(task_id=task_id, model="breast-cancer-logreg", dataset="bundled", rounds=2, participants=names,
-                    committee=names, aggregator=LEADER, dealer=DEALER.name, threshold=2, quorum=2,
+                    committee=names, dealer=DEALER.name, threshold=2, quorum=2,
                     min_participants=2, max_weight=100, epsilon_budget=100, delta=1e-5, clip_norm=1.0,
                     noise_multiplier=1.0, noise_mode=NoiseMode.CENTRAL, key_bits=1024,
                     unit=PrivacyUnit.COMPANY)
@@ -75,27 +78,44 @@ def _publish(sessions: dict[str, CompanySession], task_id: str, dimension: int) 
 
 def _contribute_all(plan: TaskPlan, sessions: dict[str, CompanySession], updates: dict[str, np.ndarray],
                     samples: dict[str, int]) -> dict[str, bytes]:
+    """Round 1 opens, every committee member stands for leader, and every company contributes."""
+    open_round(plan, sessions[COORDINATOR.name].ledger, 1)
+    for name in plan.committee:
+        stand_for_leader(plan, sessions[name].ledger, sessions[name].home.vrf_key(), round_number=1)
     return {name: contribute(plan, sessions[name].ledger, sessions[name].store, company=name, round_number=1,
                              update=update, samples=samples[name], compute_millis=5).data
             for name, update in updates.items()}
+
+
+def _elected(plan: TaskPlan, sessions: dict[str, CompanySession]) -> CompanySession:
+    """The coordinator closes round 1's collection; the session of the member the ledger ranked first."""
+    record = close_collection(plan, sessions[COORDINATOR.name].ledger, 1)
+    assert "election" in record, record
+    return sessions[record["election"]["ranking"][0]]
 
 
 def test_the_decrypted_aggregate_equals_the_plaintext_weighted_sum_within_the_quantization_bound(
         sessions: dict[str, CompanySession]) -> None:
     rng = np.random.default_rng(7)
     plan = _publish(sessions, "rounds-equal", 62)
-    open_round(plan, sessions[COORDINATOR.name].ledger, 1)
     updates = {c.name: rng.normal(0, 0.5, 62) for c in COMPANIES}
     samples = {"rounds-a": 40, "rounds-b": 70, "rounds-c": 100}
     ciphertexts = _contribute_all(plan, sessions, updates, samples)
-    leader = sessions[LEADER]
+    leader = _elected(plan, sessions)
 
-    aggregate = lead(plan, leader.ledger, leader.store, round_number=1, updates=ciphertexts).data
-    for name in ("rounds-a", "rounds-c"):
-        assert verify(plan, sessions[name].ledger, sessions[name].store, round_number=1, updates=ciphertexts,
-                      aggregate_data=aggregate) == (True, "")
-    partials = {n: decryption_share(plan, sessions[n].ledger, _share(sessions[n], plan), member=n, round_number=1,
-                                    aggregate_data=aggregate) for n in ("rounds-a", "rounds-c")}
+    aggregate = lead(plan, leader.ledger, leader.store, company=leader.name, round_number=1,
+                     updates=ciphertexts).data
+    # rounds-a decrypts with its vote; rounds-c votes, then gives its partial decryption on request.
+    a, c = sessions["rounds-a"], sessions["rounds-c"]
+    verdict_a = verify(plan, a.ledger, a.store, member="rounds-a", round_number=1, updates=ciphertexts,
+                       aggregate_data=aggregate, share=_share(a, plan))
+    verdict_c = verify(plan, c.ledger, c.store, member="rounds-c", round_number=1, updates=ciphertexts,
+                       aggregate_data=aggregate)
+    assert (verdict_a.valid, verdict_a.reason, bool(verdict_a.partial)) == (True, "", True)
+    assert (verdict_c.valid, verdict_c.reason, verdict_c.partial) == (True, "", b"")
+    partials = {"rounds-a": verdict_a.partial,
+                "rounds-c": decryption_share(plan, c.ledger, _share(c, plan), member="rounds-c", round_number=1,
+                                             aggregate_data=aggregate)}
 
     vector = load_vector(aggregate, plan.key.public_key, plan.layout)
     decrypted = combine_partials(plan.key, vector, [load_partial(p) for p in partials.values()]).values
@@ -103,27 +123,33 @@ def test_the_decrypted_aggregate_equals_the_plaintext_weighted_sum_within_the_qu
     assert np.max(np.abs(decrypted - plaintext)) <= plan.layout.error_bound(sum(samples.values()))
     result = finish(plan, leader.ledger, leader.store, round_number=1, global_model=np.zeros(62),
                     aggregate_data=aggregate, partials=partials)
-    assert leader.ledger.get_round("rounds-equal", 1)["model_sha256"] == result.model_sha256
+    record = leader.ledger.get_round("rounds-equal", 1)
+    assert record["model_sha256"] == result.model_sha256
+    assert record["decrypted_by"] == ["rounds-a", "rounds-c"] == sorted(result.used_members)
+    assert {v["member"]: v.get("partial_sha256") for v in leader.ledger.list_votes("rounds-equal", 1)} == {
+        n: hashlib.sha256(p).hexdigest() for n, p in partials.items()}
 
 
 def test_the_committee_refuses_to_decrypt_anything_but_the_recorded_aggregate(
         sessions: dict[str, CompanySession]) -> None:
     plan = _publish(sessions, "rounds-refuse", 8)
     coordinator = sessions[COORDINATOR.name]
-    open_round(plan, coordinator.ledger, 1)
     ciphertexts = _contribute_all(plan, sessions, {c.name: np.full(8, 0.1) for c in COMPANIES},
                                   {c.name: 10 for c in COMPANIES})
-    aggregate = lead(plan, sessions[LEADER].ledger, sessions[LEADER].store, round_number=1, updates=ciphertexts).data
+    leader = _elected(plan, sessions)
+    aggregate = lead(plan, leader.ledger, leader.store, company=leader.name, round_number=1,
+                     updates=ciphertexts).data
     member = sessions["rounds-b"]
     share = _share(member, plan)
 
-    # Before the committee has verified the round: refused.
-    with pytest.raises(RoundError, match="reached the quorum"):
+    # Before the member has checked the aggregate and voted it valid: refused.
+    with pytest.raises(RoundError, match="rounds-b has no valid vote"):
         decryption_share(plan, member.ledger, share, member="rounds-b", round_number=1, aggregate_data=aggregate)
     for name in ("rounds-a", "rounds-b"):
-        verify(plan, sessions[name].ledger, sessions[name].store, round_number=1, updates=ciphertexts,
+        verify(plan, sessions[name].ledger, sessions[name].store, member=name, round_number=1, updates=ciphertexts,
                aggregate_data=aggregate)
-    before = coordinator.ledger.get_round("rounds-refuse", 1)
+    before = coordinator.ledger.get_round("rounds-refuse", 1), coordinator.ledger.list_votes("rounds-refuse", 1)
+    assert before[0]["status"] == "verified"
 
     # A leader asking for one company's update (a valid ciphertext under the same key): refused.
     with pytest.raises(RoundError, match="not the aggregate recorded for round 1"):
@@ -133,7 +159,8 @@ def test_the_committee_refuses_to_decrypt_anything_but_the_recorded_aggregate(
     with pytest.raises(RoundError, match="rounds-c has no valid vote"):
         decryption_share(plan, sessions["rounds-c"].ledger, _share(sessions["rounds-c"], plan), member="rounds-c",
                          round_number=1, aggregate_data=aggregate)
-    assert coordinator.ledger.get_round("rounds-refuse", 1) == before
+    assert (coordinator.ledger.get_round("rounds-refuse", 1), coordinator.ledger.list_votes("rounds-refuse", 1)) \
+        == before
 
 
 def test_only_each_member_opens_its_own_share_and_the_coordinator_and_dealer_have_no_sealing_key(
@@ -153,7 +180,7 @@ def test_only_each_member_opens_its_own_share_and_the_coordinator_and_dealer_hav
 def test_a_genesis_whose_dealer_is_a_committee_member_is_refused(sessions: dict[str, CompanySession]) -> None:
     names = tuple(c.name for c in COMPANIES)
     spec = TaskSpec(task_id="rounds-bad-dealer", model="breast-cancer-logreg", dataset="bundled", rounds=2,
-                    participants=names, committee=names, aggregator=LEADER, dealer="rounds-b", threshold=2,
+                    participants=names, committee=names, dealer="rounds-b", threshold=2,
                     quorum=2, min_participants=2, max_weight=100, epsilon_budget=100, delta=1e-5, clip_norm=1.0,
                     noise_multiplier=1.0, key_bits=1024, unit=PrivacyUnit.COMPANY)
     coordinator = sessions[COORDINATOR.name]

@@ -35,7 +35,9 @@ var (
 // issued by a per-MSP test CA. When Roles is not empty the certificate carries the Fabric CA
 // attribute extension (OID 1.2.3.4.5.6.7.8.1, JSON {"attrs":{"fedledger.role":Roles}}), so
 // cid.GetAttributeValue(stub, "fedledger.role") returns Roles. Subject.OrganizationalUnit is
-// ["admin"] for org admins and ["client"] otherwise, as with Fabric NodeOUs.
+// ["admin"] for org admins and ["client"] otherwise, as with Fabric NodeOUs. VRF is the
+// identity's leader-election key pair, derived from its MSP id and name (so a test's elections
+// come out the same in every run).
 type Identity struct {
 	MSPID   string
 	Name    string // certificate CN
@@ -43,6 +45,7 @@ type Identity struct {
 	Admin   bool
 	Cert    *x509.Certificate
 	CertPEM []byte
+	VRF     *VRFKey
 }
 
 // NewIdentity returns a client identity (OU=client) of mspID named name, whose certificate
@@ -88,7 +91,8 @@ func newIdentity(tb testing.TB, mspID, name, roles string, admin bool) *Identity
 	if err != nil {
 		tb.Fatalf("ledgertest: issuing a certificate for %q in %s: %v", name, mspID, err)
 	}
-	return &Identity{MSPID: mspID, Name: name, Roles: roles, Admin: admin, Cert: cert, CertPEM: certPEM}
+	return &Identity{MSPID: mspID, Name: name, Roles: roles, Admin: admin, Cert: cert, CertPEM: certPEM,
+		VRF: vrfKeyFor(mspID, name)}
 }
 
 // certAuthority is the test CA of one MSP. Fabric identities are never self-signed, so

@@ -6,7 +6,8 @@
 // never sees its own writes), writes are buffered in a write set, and the write set, history
 // entries and chaincode event are committed together only if the chaincode's response status
 // is below 400 (shim.ERRORTHRESHOLD; contractapi answers 200 or 500); otherwise nothing changes.
-// Transaction ids and timestamps are deterministic so tests can pin them.
+// Transaction ids and timestamps are deterministic so tests can pin them: the ledger's clock
+// moves one second per transaction, and Advance moves it on further (to let a deadline pass).
 package ledgertest
 
 import (
@@ -64,6 +65,8 @@ type Ledger struct {
 
 	mu      sync.Mutex
 	txCount uint64
+	// skipped is how far Advance has moved the clock past one second per transaction.
+	skipped time.Duration
 	state   map[string][]byte
 	private map[string]map[string][]byte // collection -> key -> value
 	history map[string][]HistoryEntry    // public keys only: Fabric keeps no private data history
@@ -105,7 +108,7 @@ func (l *Ledger) InvokeWithTransient(id *Identity, transient map[string][]byte, 
 	defer l.mu.Unlock()
 
 	l.txCount++
-	tx := newTransaction(l, l.txCount, id, transient, function, args)
+	tx := newTransaction(l, l.txCount, l.skipped, id, transient, function, args)
 	resp := l.chaincode.Invoke(tx)
 
 	result := Result{
@@ -124,6 +127,27 @@ func (l *Ledger) InvokeWithTransient(id *Identity, transient map[string][]byte, 
 		result.Event = &ev
 	}
 	return result
+}
+
+// Advance moves the ledger's clock d on: every later transaction is stamped d later than it
+// would have been. A test lets ledger time pass this way (a leader's window, a deadline) without
+// running transactions. d must not be negative: a peer's clock never runs back.
+func (l *Ledger) Advance(d time.Duration) {
+	l.tb.Helper()
+	if d < 0 {
+		l.tb.Fatalf("ledgertest: Advance(%v): the ledger's clock never runs back", d)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.skipped += d
+}
+
+// Now returns the timestamp the next transaction will carry.
+func (l *Ledger) Now() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ts := txIdentity(l.txCount + 1)
+	return ts.Add(l.skipped)
 }
 
 // State returns a copy of the committed public world state, composite keys included.

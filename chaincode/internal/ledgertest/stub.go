@@ -39,8 +39,10 @@ type transaction struct {
 
 var _ shim.ChaincodeStubInterface = (*transaction)(nil)
 
-func newTransaction(l *Ledger, n uint64, id *Identity, transient map[string][]byte, function string, args []string) *transaction {
+// newTransaction is the n-th transaction, stamped skipped later than txIdentity says.
+func newTransaction(l *Ledger, n uint64, skipped time.Duration, id *Identity, transient map[string][]byte, function string, args []string) *transaction {
 	txID, ts := txIdentity(n)
+	ts = ts.Add(skipped)
 	argv := make([][]byte, 0, 1+len(args))
 	argv = append(argv, []byte(function))
 	for _, a := range args {

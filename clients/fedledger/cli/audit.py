@@ -17,7 +17,8 @@ EXIT_AUDIT_FAILED = 4
 def register(nouns: Any) -> None:
     audit = nouns.add_parser("audit", help="verify a task end to end against the ledger and the artifacts")
     verbs = audit.add_subparsers(dest="verb", required=True, metavar="<verb>")
-    verify = verbs.add_parser("verify", help="every round: updates, aggregate, votes, model, epsilon")
+    verify = verbs.add_parser("verify", help="every round: artifacts, completeness, election, model derivation, "
+                                             "epsilon")
     verify.add_argument("task_id")
     add_common(verify, identity=True)
     verify.set_defaults(run=run_verify)
@@ -35,6 +36,10 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         for f in report.findings:
             print(f"{'ok  ' if f.ok else 'FAIL'} round {f.round:>3}  {f.check}  {f.detail}")
-        print(f"task {report.task_id}: {report.rounds} rounds audited, "
-              f"{'every check holds' if report.ok else 'CHECKS FAILED'}")
+        failed = sum(1 for f in report.findings if not f.ok)
+        print(f"task {report.task_id}: {report.rounds} rounds audited, {len(report.findings)} checks, "
+              + ("every check holds" if report.ok else f"{failed} FAILED"))
+        first = report.first_failure
+        if first is not None:
+            print(f"first failure: round {first.round}: {first.check}: {first.detail}")
     return 0 if report.ok else EXIT_AUDIT_FAILED

@@ -140,6 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"{r['round']:>5} {r['accuracy']:>9.4f} {r['loss']:>8.4f} {r['epsilon']:>8.3f} "
               f"{len(r.get('included', [])):>8}" + (f" {reference[r['round']]:>10.4f}" if reference else "")
               + f"  {r['model_sha256'][:16]}")
+    for failed in result.metrics.get("failed_rounds", []):
+        print(f"failed: {failed['failed']}")
     print(f"epsilon is {config.unit}-level: " + ("each record in every company's data" if config.unit == "record"
                                                  else "each company's whole dataset"))
     print(f"final model: {result.model_path} (sha256 {result.model_sha256}, as recorded on the ledger)")

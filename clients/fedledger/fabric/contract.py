@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fedledger.errors import CommitError, FabricError
+from fedledger.errors import CommitError, FabricError, ReplayedTransactionError
 from fedledger.fabric.client import GatewayClient
 from fedledger.fabric.commit import SubmittedTransaction
 from fedledger.fabric.proposal import Args, Proposal, Transient, build_proposal
+from fedledger.fabric.transaction import Transaction, transaction_header
+
+
+# The validation code the peers give a transaction whose id is already on the ledger.
+DUPLICATE_TXID = "DUPLICATE_TXID"
 
 
 class Contract:
@@ -46,6 +51,24 @@ class Contract:
                               chaincode_name=self.chaincode_name, transaction_name=self._qualified(name),
                               args=args, transient=transient,
                               endorsing_organizations=endorsing_organizations or (), client=self._client)
+
+    def new_signed_transaction(self, payload: bytes, signature: bytes) -> Transaction:
+        """An endorsed transaction signed off-line, rebuilt from :meth:`Transaction.bytes` and its signature.
+
+        Its id, channel and name are read from ``payload``. Submitting it again once it is committed
+        is a replay: :meth:`SubmittedTransaction.status` then raises
+        :class:`~fedledger.errors.ReplayedTransactionError`.
+
+        Raises
+        ------
+        FabricError
+            ``payload`` does not parse, names another channel, or ``signature`` is empty.
+        """
+        tx_id, channel_name, name = transaction_header(payload)
+        if channel_name != self.channel_name:
+            raise FabricError(f"transaction {tx_id} is for channel {channel_name!r}, not {self.channel_name!r}")
+        return Transaction(payload, tx_id=tx_id, channel_name=channel_name, transaction_name=name,
+                           client=self._client).with_signature(signature)
 
     def evaluate(self, name: str, args: Args = (), *, transient: Transient | None = None,
                  endorsing_organizations: Sequence[str] | None = None) -> bytes:
@@ -101,10 +124,30 @@ class Contract:
             The commit status could not be read in time; the transaction may still commit.
         CommitError
             The transaction was committed as invalid (e.g. ``MVCC_READ_CONFLICT``); it changed nothing.
+            A :class:`~fedledger.errors.ReplayedTransactionError` when it was already on the ledger.
         """
         submitted = self.submit_async(name, args, transient=transient,
                                       endorsing_organizations=endorsing_organizations)
-        status = submitted.status()
-        if not status.successful:
-            raise CommitError(status.tx_id, status.code, block_number=status.block_number)
-        return submitted.result
+        return committed(submitted)
+
+
+def committed(submitted: SubmittedTransaction) -> bytes:
+    """The result of a submitted transaction once it is committed as valid.
+
+    Raises
+    ------
+    ReplayedTransactionError
+        It was on the ledger before it was submitted: the peers marked this copy ``DUPLICATE_TXID``,
+        or the status found is the original's, older than the submission.
+    CommitError
+        It was committed as invalid.
+    CommitStatusError
+        The status could not be read in time; it may still commit.
+    """
+    status = submitted.status()
+    if status.code == DUPLICATE_TXID:
+        raise ReplayedTransactionError(status.tx_id, None, duplicate_block=status.block_number,
+                                       height=submitted.height_before or None)
+    if not status.successful:
+        raise CommitError(status.tx_id, status.code, block_number=status.block_number)
+    return submitted.result

@@ -9,9 +9,10 @@ The chaincode's refusals are not rewrapped: an
 carries the chaincode's message verbatim.
 
 Arguments this module serializes are canonical JSON (sorted keys, no whitespace, no floats), the
-form the chaincode stores, and decimals are fixed-point strings: ``epsilon_after`` is rounded *up*
-to the ledger's 6 decimals, so the ledger never books less privacy spent than the accountant
-computed. Bytes (a threshold key, sealed key shares) travel as standard base64.
+form the chaincode stores, and decimals (a genesis's ``dp`` parameters) are fixed-point strings
+(:func:`fixed_point` rounds *up* to the ledger's 6 decimals). No client sends an epsilon: the
+chaincode books each round's with its own accountant when the round opens. Bytes (a threshold key,
+sealed key shares) travel as standard base64.
 
 Key custody: each company records an X25519 encryption key (:meth:`Ledger.record_company_keys`); a
 task's dealer, a company holding only that place in the task, deals its threshold key with every
@@ -56,8 +57,10 @@ Record = TypeVar("Record")
 
 class CompanyRecord(TypedDict):
     """A consortium member's identity and standing (reputation in thousandths), and the public keys
-    it recorded: ``encryption_key`` (X25519, hex) that dealers seal its key shares to, and
-    ``node_key``, its Flower node's public key (PEM or OpenSSH)."""
+    it recorded: ``encryption_key`` (X25519, hex) that dealers seal its key shares to, ``node_key``,
+    its Flower node's public key (PEM or OpenSSH), and ``vrf_key`` (Ed25519, hex), which its
+    leader-election proofs verify under. ``demotion`` says why a demoted company is demoted
+    (``reputation`` or ``admin``)."""
 
     name: str
     msp_id: str
@@ -67,8 +70,10 @@ class CompanyRecord(TypedDict):
     reputation: int
     stake: int
     tokens: int
+    demotion: NotRequired[str]
     encryption_key: NotRequired[str]
     node_key: NotRequired[str]
+    vrf_key: NotRequired[str]
 
 
 class ModelSpec(TypedDict):
@@ -118,8 +123,10 @@ class HESpec(TypedDict):
 class Genesis(TypedDict):
     """What a publisher fixes when it creates a task (``CreateTask``'s document).
 
-    The aggregator must sit on the committee and may not be the publisher; the dealer
-    (``he.dealer``) may hold no other place in the task.
+    The publisher sits on no committee; each round's leader is elected among the committee
+    (``leader_window_seconds`` of ledger time per ranked member); the dealer (``he.dealer``) may
+    hold no other place in the task. An update claims at most ``max_samples`` samples and
+    ``millis_per_sample`` of compute for each.
     """
 
     task_id: str
@@ -129,14 +136,17 @@ class Genesis(TypedDict):
     he: HESpec
     committee: list[str]
     quorum: int
-    aggregator: str
     participants: list[str]
     min_participants: int
     seed0: str
+    leader_window_seconds: int
+    max_samples: int
+    millis_per_sample: int
     initial_tokens: int
     reward_per_round: int
     penalty: int
     reputation_threshold: int
+    reputation_gain: int
 
 
 class MasterChange(TypedDict):
@@ -160,6 +170,7 @@ class TaskRecord(Genesis):
     publisher: str
     status: str
     current_round: int
+    closed_rounds: int
     epsilon_spent_micro: int
     epsilon_budget_micro: int
     created_at: int
@@ -174,22 +185,74 @@ class AggregateRecord(TypedDict):
     tx_id: str
 
 
+class LeaderFailover(TypedDict):
+    """``failed``, ranked ``rank`` (1 = first), let its slot pass; ``successor`` recorded the aggregate."""
+
+    failed: str
+    rank: int
+    successor: str
+    at: int
+    tx_id: str
+
+
+class ElectionRecord(TypedDict):
+    """A round's election: members ranked by the stake-weighted VRF sortition, and the failovers."""
+
+    combined_seed: str
+    ranking: list[str]
+    stakes: dict[str, int]
+    window_seconds: int
+    closed_at: int
+    failovers: NotRequired[list[LeaderFailover]]
+
+
+class PenaltyRecord(TypedDict):
+    company: str
+    duty: str
+    amount: int
+
+
+class StandingRecord(TypedDict):
+    """What a round did to companies' standing: penalties, demotions, reinstatements."""
+
+    penalties: NotRequired[list[PenaltyRecord]]
+    demoted: NotRequired[list[str]]
+    reinstated: NotRequired[list[str]]
+
+
 class RoundRecord(TypedDict):
-    """One round of a task: open -> collecting -> aggregated -> verified -> closed, or failed."""
+    """One round of a task: open -> collecting -> collected -> aggregated -> verified -> closed, or failed."""
 
     task_id: str
     number: int
     status: str
-    leader: str
+    seed: str
+    leader: NotRequired[str]
+    election: NotRequired[ElectionRecord]
     epsilon_after_micro: int
     updates: int
+    collected: NotRequired[list[str]]
     aggregate: NotRequired[AggregateRecord]
     valid_votes: int
     invalid_votes: int
+    decrypted_by: NotRequired[list[str]]
     model_sha256: NotRequired[str]
     failure_reason: NotRequired[str]
+    standing: StandingRecord
+    rewards: NotRequired[dict[str, int]]
     opened_at: int
     ended_at: NotRequired[int]
+
+
+class ElectionProofRecord(TypedDict):
+    """A committee member's VRF proof for a round and its output, both hex."""
+
+    task_id: str
+    round: int
+    member: str
+    proof: str
+    output: str
+    tx_id: str
 
 
 class UpdateRecord(TypedDict):
@@ -207,11 +270,16 @@ class UpdateRecord(TypedDict):
 
 
 class VoteRecord(TypedDict):
+    """A committee member's verdict; ``counted`` is false for a demoted member's, and
+    ``partial_sha256`` the hash of its partial decryption of the aggregate, once given."""
+
     task_id: str
     round: int
     member: str
     valid: bool
+    counted: bool
     reason: NotRequired[str]
+    partial_sha256: NotRequired[str]
     tx_id: str
 
 
@@ -540,7 +608,7 @@ class Ledger:
         revocation is final)."""
         return self._write("SetCompanyStatus", _text(name, "the company name"), _text(status, "the status"))
 
-    def record_company_keys(self, *, encryption_key: str, node_key: str) -> str:
+    def record_company_keys(self, *, encryption_key: str, node_key: str, vrf_key: str) -> str:
         """Record, or rotate, the caller's own company's public keys.
 
         Parameters
@@ -550,10 +618,13 @@ class Ledger:
             to it (e.g. ``bytes(nacl.public.PrivateKey.generate().public_key).hex()``).
         node_key
             Its Flower node's public key as text, PEM or one OpenSSH line (at most 1024 characters).
+        vrf_key
+            Its leader-election VRF public key (Ed25519) as 64 lower-case hex digits; fixed once recorded.
 
         A share already dealt stays sealed to the key it was dealt to; its record names that key.
         """
-        return self._write("RecordCompanyKeys", _text(encryption_key, "encryption_key"), _text(node_key, "node_key"))
+        return self._write("RecordCompanyKeys", _text(encryption_key, "encryption_key"), _text(node_key, "node_key"),
+                           _text(vrf_key, "vrf_key"))
 
     def get_company(self, name: str) -> CompanyRecord:
         """A company's record."""
@@ -582,18 +653,29 @@ class Ledger:
 
     # -- rounds ------------------------------------------------------------------------------
 
-    def open_round(self, task_id: str, round_number: int, *, epsilon_after: float | int | Decimal | str) -> str:
+    def open_round(self, task_id: str, round_number: int) -> str:
         """Open the task's next round (its publisher only).
 
-        Parameters
-        ----------
-        epsilon_after
-            The task's cumulative epsilon once this round closes, e.g.
-            ``RdpAccountant.epsilon_after(steps, delta=...)``; sent rounded up to 6 decimals. A round
-            that would pass the task's budget is refused.
+        The chaincode computes the epsilon the task will have spent once this round closes with its
+        own accountant, and refuses a round past the budget; no client sends an epsilon.
         """
-        return self._write("OpenRound", _text(task_id, "the task id"), _integer(round_number, "the round number"),
-                           fixed_point(epsilon_after, what="epsilon_after"))
+        return self._write("OpenRound", _text(task_id, "the task id"), _integer(round_number, "the round number"))
+
+    def submit_election_proof(self, task_id: str, round_number: int, *, proof: bytes) -> str:
+        """Record the caller's VRF proof on the round's seed (a committee member), to stand for leader."""
+        if not isinstance(proof, bytes):
+            raise FabricError(f"the election proof must be bytes, not {type(proof).__name__}")
+        return self._write("SubmitElectionProof", _text(task_id, "the task id"),
+                           _integer(round_number, "the round number"), proof.hex())
+
+    def list_election_proofs(self, task_id: str, round_number: int) -> list[ElectionProofRecord]:
+        """A round's election proofs, ordered by member."""
+        return cast(list[ElectionProofRecord], self._read("GetElectionProofs", _text(task_id, "the task id"),
+                                                          _integer(round_number, "the round number")))
+
+    def close_collection(self, task_id: str, round_number: int) -> str:
+        """End a round's collection (its publisher only): fix its updates and elect its leaders."""
+        return self._write("CloseCollection", _text(task_id, "the task id"), _integer(round_number, "the round number"))
 
     def submit_update(self, task_id: str, round_number: int, *, artifact_sha256: str, size_bytes: int,
                       samples: int, compute_millis: int) -> str:
@@ -611,18 +693,28 @@ class Ledger:
                            canonical_json(_names(included, "included"), what="the included updates"),
                            _text(aggregate_sha256, "aggregate_sha256"))
 
-    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "") -> str:
-        """Cast the caller's committee vote on a round's aggregate (a reason is required when invalid)."""
+    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "",
+             partial_sha256: str = "") -> str:
+        """Cast the caller's committee vote on a round's aggregate (a reason is required when invalid),
+        with a valid vote the hash of the member's partial decryption of it (or "" to give it later)."""
         if not isinstance(valid, bool):
             raise FabricError(f"valid must be True or False, not {valid!r}")
         return self._write("Vote", _text(task_id, "the task id"), _integer(round_number, "the round number"),
-                           "true" if valid else "false", _text(reason, "the reason"))
+                           "true" if valid else "false", _text(reason, "the reason"),
+                           _text(partial_sha256, "partial_sha256"))
 
-    def close_round(self, task_id: str, round_number: int, *, model_sha256: str) -> str:
-        """Close a verified round with the new global model's hash (its publisher or leader); this
-        books its epsilon and pays the rewards."""
+    def record_partial(self, task_id: str, round_number: int, *, partial_sha256: str) -> str:
+        """Record the hash of the caller's partial decryption (or escrow opening) of a round's aggregate."""
+        return self._write("RecordPartial", _text(task_id, "the task id"), _integer(round_number, "the round number"),
+                           _text(partial_sha256, "partial_sha256"))
+
+    def close_round(self, task_id: str, round_number: int, *, model_sha256: str,
+                    decrypted_by: Sequence[str]) -> str:
+        """Close a verified round with the new global model's hash and the members whose partial
+        decryptions were combined (its publisher or leader); this books its epsilon and pays the rewards."""
         return self._write("CloseRound", _text(task_id, "the task id"), _integer(round_number, "the round number"),
-                           _text(model_sha256, "model_sha256"))
+                           _text(model_sha256, "model_sha256"),
+                           canonical_json(_names(decrypted_by, "decrypted_by"), what="the decrypting members"))
 
     def fail_round(self, task_id: str, round_number: int, *, reason: str) -> str:
         """End a round that cannot complete (the task's publisher only)."""

@@ -19,12 +19,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.peer import chaincode_pb2, proposal_pb2
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError
 
-from fedledger.errors import FabricError, GatewayError
+from fedledger.errors import FabricError, GatewayError, SubmitError
 from fedledger.fabric.client import GatewayClient, serialized_identity
 from fedledger.fabric.identity import Identity
 from fedledger.fabric.transaction import Transaction
@@ -215,3 +216,39 @@ class Proposal:
     def bytes(self) -> builtins.bytes:
         """The serialized ``Proposal``: exactly the bytes the creator's signature covers."""
         return self._bytes
+
+
+def chain_height(client: GatewayClient, channel_name: str, *, tx_id: str, operation: str) -> int:
+    """A lower bound of ``channel_name``'s height, taken just before transaction ``tx_id`` is submitted.
+
+    Any transaction submitted after this commits in a block numbered at least this: one committed in
+    an earlier block was on the ledger before the submission (a replay). With a signer the gateway's
+    peer is asked (system chaincode qscc, ``GetChainInfo``: one evaluation on the local peer);
+    without one (off-line signing) the height is the greatest this connection has seen, 0 if none.
+
+    Raises
+    ------
+    AccessDeniedError
+        The peer refused the gateway's identity.
+    SubmitError
+        The height could not be read; nothing was submitted.
+    """
+    known = client.known_height(channel_name)
+    if client.signer is None:
+        return known
+    proposal = build_proposal(client.identity, channel_name=channel_name, chaincode_name="qscc",
+                              transaction_name="GetChainInfo", args=(channel_name,), client=client)
+    request = gateway_pb2.EvaluateRequest(transaction_id=proposal.tx_id, channel_id=channel_name,
+                                          proposed_transaction=proposal._signed(client))
+    reading = f"{operation}: reading the channel's height first (nothing is sent to ordering if this fails)"
+    result = client.evaluate(request, reading, error=SubmitError, tx_id=tx_id).result
+    if int(result.status) >= 400:
+        raise SubmitError(tx_id, f"{reading} failed: qscc answered status {result.status}: {result.message}",
+                          code="UNKNOWN", address=client.address)
+    try:
+        height = int(ledger_pb2.BlockchainInfo.FromString(result.payload).height)
+    except DecodeError:
+        raise SubmitError(tx_id, f"{reading} failed: qscc's answer is not a BlockchainInfo", code="UNKNOWN",
+                          address=client.address) from None
+    client.observe_height(channel_name, height)
+    return max(height, known)

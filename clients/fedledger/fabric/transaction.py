@@ -13,7 +13,7 @@ from typing import Any
 
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2
-from fabric_protos.peer import proposal_pb2, proposal_response_pb2, transaction_pb2
+from fabric_protos.peer import chaincode_pb2, proposal_pb2, proposal_response_pb2, transaction_pb2
 from google.protobuf.message import DecodeError
 
 from fedledger.errors import FabricError
@@ -39,6 +39,26 @@ def transaction_result(payload_bytes: bytes) -> bytes:
     except DecodeError as err:
         raise FabricError(f"the gateway returned a prepared transaction that does not parse: {err}") from None
     return bytes(action.response.payload)
+
+
+def transaction_header(payload_bytes: bytes) -> tuple[str, str, str]:
+    """(transaction id, channel, transaction name) recorded in a prepared transaction's payload."""
+    try:
+        payload = common_pb2.Payload.FromString(payload_bytes)
+        channel_header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+        transaction = transaction_pb2.Transaction.FromString(payload.data)
+        name = ""
+        if transaction.actions:
+            action_payload = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
+            proposal_payload = proposal_pb2.ChaincodeProposalPayload.FromString(
+                action_payload.chaincode_proposal_payload)
+            args = chaincode_pb2.ChaincodeInvocationSpec.FromString(proposal_payload.input).chaincode_spec.input.args
+            name = args[0].decode("utf-8", "replace") if args else ""
+    except DecodeError as err:
+        raise FabricError(f"the prepared transaction does not parse: {err}") from None
+    if not channel_header.tx_id:
+        raise FabricError("the prepared transaction names no transaction id")
+    return str(channel_header.tx_id), str(channel_header.channel_id), name or "transaction"
 
 
 class Transaction:
@@ -80,17 +100,31 @@ class Transaction:
     def submit(self) -> SubmittedTransaction:
         """Send the signed transaction to the ordering service; returns once an orderer accepted it.
 
+        The ordering service accepts an envelope it has already ordered, and the peers then mark the
+        copy ``DUPLICATE_TXID``; the commit status still finds the original. So the channel's height is
+        taken first (:func:`~fedledger.fabric.proposal.chain_height`), and a commit status in an older
+        block is refused as a replay (:class:`~fedledger.errors.ReplayedTransactionError`).
+
         Raises
         ------
         SubmitError
-            No orderer accepted it (the error names the orderers and their reasons).
+            No orderer accepted it (the error names the orderers and their reasons), or the channel's
+            height could not be read first (then nothing was sent).
+        AccessDeniedError
+            The peer or the ordering service refused the identity (the error says why, where it can).
         """
+        # proposal.py imports this module (an endorsement returns a Transaction): import it here.
+        from fedledger.fabric.proposal import chain_height
+
+        operation = f"submitting {self.transaction_name} (tx {self.tx_id}) on channel {self.channel_name}"
+        envelope = self._envelope()
+        height = chain_height(self._client, self.channel_name, tx_id=self.tx_id, operation=operation)
         request = gateway_pb2.SubmitRequest(transaction_id=self.tx_id, channel_id=self.channel_name,
-                                            prepared_transaction=self._envelope())
-        self._client.submit(request, f"submitting {self.transaction_name} (tx {self.tx_id}) "
-                                     f"on channel {self.channel_name}")
+                                            prepared_transaction=envelope)
+        self._client.submit(request, operation)
         return SubmittedTransaction(self._client, tx_id=self.tx_id, channel_name=self.channel_name,
-                                    transaction_name=self.transaction_name, result=self.result)
+                                    transaction_name=self.transaction_name, result=self.result,
+                                    height_before=height)
 
     def bytes(self) -> builtins.bytes:
         """The envelope's payload: exactly the bytes the creator's signature covers."""

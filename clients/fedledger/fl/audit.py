@@ -1,22 +1,53 @@
-"""Audit a task end to end: does what the ledger says match the artifacts and the task's rules?
+"""Audit a task end to end: does what the ledger says match the artifacts, and the task's rules?
 
-For every round on the ledger it checks that each recorded update's ciphertext is in the store
-and hashes to the recorded value (the store re-hashes on every read) with the recorded size; that
-the aggregate recomputed from exactly the listed updates has the recorded hash; that a quorum of
-the committee voted it valid; that the model recorded at close is in the store; that the epsilon
-booked equals the RDP accountant's for that many rounds under the genesis's parameters; and that
-the task's epsilon spent equals the last closed round's. Anyone holding a reader identity and the
-artifacts can run it: it needs no key share and decrypts nothing.
+Anyone holding a reader identity and the artifacts can run it: it needs no key share and decrypts
+nothing on its own. For every round on the ledger it checks:
+
+- **artifacts**: each recorded update's ciphertext, the aggregate, each combined partial decryption
+  (or the escrow master's opening) and the closing model are in the store and hash to what the
+  ledger records (the store re-hashes on every read), with the recorded sizes;
+- **completeness**: the aggregate includes exactly the updates fixed when collection closed, and
+  recomputed from exactly those ciphertexts it has the recorded hash;
+- **election**: the ranking on the ledger is the stake-weighted sortition of the recorded VRF
+  proofs (each re-verified under its company's recorded key), and the aggregate was recorded by a
+  ranked member;
+- **derivation**: each combined partial verifies with its proof against the threshold key, the
+  partials combine to the round's weighted sum, and the previous model moved by the task's server
+  step along its average is, byte for byte, the closing model (not re-derivable under central
+  noise, where the leader adds fresh noise: that round is reported as trusted, never as checked);
+- **budget**: the epsilon booked equals the accountant's for the closed rounds so far plus that one,
+  and the task's epsilon spent equals the last closed round's.
+
+The ledger itself (blocks, signatures, endorsements, peers' agreement) is checked by
+``fedledger.fabric.blocks``; the CLI's ``audit verify`` runs both.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from fedledger.crypto import combine_partials, load_partial, load_vector
+from fedledger.crypto.opening import check_opening, load_opening
+from fedledger.crypto.sortition import Candidate, select
 from fedledger.errors import ArtifactError, FedLedgerError
+from fedledger.fabric.ledger import RoundRecord, UpdateRecord, VoteRecord
 from fedledger.fl.artifacts import ArtifactStore, digest_of
-from fedledger.fl.rounds import LedgerPort, TaskPlan, aggregate_bytes
+from fedledger.fl.custody import Custody
+from fedledger.fl.rounds import (
+    LedgerPort,
+    NoiseMode,
+    RoundStatus,
+    TaskPlan,
+    aggregate_bytes,
+    election_input,
+    model_bytes,
+    model_from_bytes,
+    next_model,
+    round_average,
+)
+from fedledger.privacy import epsilon_micro
 
 
 @dataclass(frozen=True)
@@ -37,55 +68,195 @@ class AuditReport:
     def ok(self) -> bool:
         return all(f.ok for f in self.findings)
 
+    @property
+    def first_failure(self) -> Finding | None:
+        return next((f for f in self.findings if not f.ok), None)
+
     def add(self, round_number: int, check: str, ok: bool, detail: str = "") -> None:
         self.findings.append(Finding(round_number, check, ok, detail))
 
 
+class _Failed(Exception):
+    """One check failed; the audit records it and goes on with the next."""
+
+
+def _artifact(store: ArtifactStore, digest: str, what: str) -> bytes:
+    try:
+        return store.get(digest)
+    except (ArtifactError, FedLedgerError) as err:
+        raise _Failed(f"{what} {digest[:16]}…: {err}") from None
+
+
+class _RoundAudit:
+    """The checks of one round, in order; each records a finding and never raises."""
+
+    def __init__(self, plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, report: AuditReport,
+                 record: RoundRecord) -> None:
+        self.plan, self.ledger, self.store, self.report, self.record = plan, ledger, store, report, record
+        self.n = int(record["number"])
+        self.updates: list[UpdateRecord] = ledger.list_updates(plan.task_id, self.n)
+        self.votes: list[VoteRecord] = ledger.list_votes(plan.task_id, self.n)
+
+    def check(self, name: str, run: object) -> object:
+        try:
+            detail = run() if callable(run) else run  # type: ignore[operator]
+        except _Failed as err:
+            self.report.add(self.n, name, False, str(err))
+            return None
+        except FedLedgerError as err:
+            self.report.add(self.n, name, False, f"{type(err).__name__}: {err}")
+            return None
+        self.report.add(self.n, name, True, str(detail or ""))
+        return detail
+
+    def updates_intact(self) -> None:
+        for update in self.updates:
+            def one(u: UpdateRecord = update) -> str:
+                size = len(_artifact(self.store, u["artifact_sha256"], f"update of {u['company']}"))
+                if size != u["size_bytes"]:
+                    raise _Failed(f"{size} bytes, the ledger says {u['size_bytes']}")
+                return f"{size} bytes"
+            self.check(f"update of {update['company']} stored and intact", one)
+
+    def election(self) -> None:
+        election = self.record.get("election")
+        if election is None:
+            return
+
+        def ranking() -> str:
+            proofs = self.ledger.list_election_proofs(self.plan.task_id, self.n)
+            candidates = [Candidate(p["member"], bytes.fromhex(self.ledger.get_company(p["member"]).get("vrf_key", "")),
+                                    bytes.fromhex(p["proof"]), int(election["stakes"][p["member"]]))
+                          for p in proofs if p["member"] in election["stakes"]]
+            drawn = select(candidates, alpha=election_input(self.plan, self.record),
+                           committee_size=len(candidates) - 1)
+            ranked = [drawn.leader, *drawn.committee]
+            if ranked != list(election["ranking"]):
+                raise _Failed(f"the sortition of the recorded proofs ranks {ranked}, the ledger {election['ranking']}")
+            recorder = self.record.get("aggregate", {}).get("recorded_by")
+            if recorder and recorder not in ranked:
+                raise _Failed(f"the aggregate was recorded by {recorder}, who is not ranked")
+            return " > ".join(ranked)
+        self.check("leader ranking is the sortition of the recorded VRF proofs", ranking)
+
+    def aggregate(self) -> bytes | None:
+        aggregate = self.record.get("aggregate")
+        if aggregate is None:
+            self.check(f"round {self.record['status']} without an aggregate",
+                       lambda: "" if self.record["status"] in ("open", "collecting", "collected", "failed")
+                       else (_ for _ in ()).throw(_Failed("a round past collection must have an aggregate")))
+            return None
+
+        def exact() -> str:
+            fixed = sorted(self.record.get("collected", []))
+            if sorted(aggregate["included"]) != fixed:
+                raise _Failed(f"the aggregate includes {sorted(aggregate['included'])}, the ledger fixed {fixed}")
+            return ", ".join(fixed)
+        self.check("aggregate includes exactly the fixed updates", exact)
+
+        def recomputed() -> bytes:
+            by_company = {u["company"]: u for u in self.updates}
+            included = [by_company[c] for c in aggregate["included"] if c in by_company]
+            ciphertexts = {u["company"]: _artifact(self.store, u["artifact_sha256"], f"update of {u['company']}")
+                           for u in included}
+            mine = aggregate_bytes(self.plan, included, ciphertexts)
+            if digest_of(mine) != aggregate["sha256"]:
+                raise _Failed(f"recomputed {digest_of(mine)[:16]}…, recorded {aggregate['sha256'][:16]}…")
+            stored = _artifact(self.store, aggregate["sha256"], "aggregate")
+            return stored
+        data = self.check("aggregate recomputed from the recorded updates", recomputed)
+        return data if isinstance(data, bytes) else None
+
+    def votes_and_quorum(self) -> None:
+        if self.record["status"] in ("verified", "closed"):
+            counted = sum(1 for v in self.votes if v["valid"] and v.get("counted", True))
+            self.check("a quorum voted the aggregate valid",
+                       lambda: f"{counted} of quorum {self.plan.task['quorum']}" if counted >= self.plan.task["quorum"]
+                       else (_ for _ in ()).throw(_Failed(f"{counted} counted valid votes, quorum "
+                                                          f"{self.plan.task['quorum']}")))
+
+    def weighted_sum(self, aggregate_data: bytes) -> tuple[np.ndarray, int]:
+        """The decrypted weighted sum, from the recorded partials (or opening), each checked."""
+        vector = load_vector(aggregate_data, self.plan.public_key, self.plan.layout)
+        partial_of = {v["member"]: v.get("partial_sha256", "") for v in self.votes}
+        members = list(self.record.get("decrypted_by", []))
+        if self.plan.custody is Custody.ESCROW:
+            opening = _artifact(self.store, partial_of.get(members[0], ""), f"opening of {members[0]}")
+            return check_opening(vector, load_opening(opening)), vector.total_weight
+        partials = [load_partial(_artifact(self.store, partial_of.get(m, ""), f"partial decryption of {m}"))
+                    for m in members]
+        for member, partial in zip(members, partials):
+            if partial.index != self.plan.member_index(member):
+                raise _Failed(f"the partial recorded for {member} was made with share {partial.index}, "
+                              f"not {member}'s ({self.plan.member_index(member)})")
+        decrypted = combine_partials(self.plan.key, vector, partials)
+        if decrypted.rejected:
+            index, reason = next(iter(decrypted.rejected.items()))
+            raise _Failed(f"the partial decryption of share {index} does not verify: {reason}")
+        return decrypted.values, vector.total_weight
+
+    def model(self, aggregate_data: bytes | None, start: bytes, previous: bytes | None) -> bytes | None:
+        if self.record["status"] != RoundStatus.CLOSED:
+            return None
+        digest = self.record.get("model_sha256", "")
+        stored = self.check("closing model stored and intact", lambda: _artifact(self.store, digest, "closing model"))
+        if not isinstance(stored, bytes) or aggregate_data is None:
+            return stored if isinstance(stored, bytes) else None
+        if self.plan.noise_mode is NoiseMode.CENTRAL and self.plan.noise_multiplier > 0:
+            self.report.add(self.n, "closing model derived from the partial decryptions", True,
+                            "not re-derivable: under central noise the leader adds the noise (trusted)")
+            return stored
+
+        def derived() -> str:
+            weighted_sum, total = self.weighted_sum(aggregate_data)
+            average = round_average(self.plan, self.updates, self.record["aggregate"]["included"], weighted_sum, total)
+            model = next_model(self.plan, model_from_bytes(start), average,
+                               model_from_bytes(previous) if previous is not None else None)
+            if model_bytes(model) != stored:
+                raise _Failed(f"the previous model stepped along the decrypted average hashes to "
+                              f"{digest_of(model_bytes(model))[:16]}…, the ledger records {digest[:16]}…")
+            return f"from {', '.join(self.record.get('decrypted_by', []))}"
+        self.check("closing model derived from the partial decryptions", derived)
+        return stored
+
+    def budget(self, closed_before: int) -> None:
+        def booked() -> str:
+            expected = epsilon_micro(self.plan.epsilon_after(closed_before + 1))
+            got = int(self.record["epsilon_after_micro"])
+            if abs(got - expected) > 1:
+                raise _Failed(f"ledger {got} micro, accountant {expected} after {closed_before + 1} rounds")
+            return f"{got} micro after {closed_before + 1} closed rounds"
+        self.check("epsilon booked matches the accountant", booked)
+
+
 def audit_task(ledger: LedgerPort, store: ArtifactStore, task_id: str) -> AuditReport:
-    """Check every round of ``task_id`` against the artifacts; never raises for a failed check."""
+    """Check every round of ``task_id`` against the artifacts and the rules; never raises for a failed check."""
     plan = TaskPlan.load(ledger, task_id)
     report = AuditReport(task_id)
     initial = plan.task["model"]["initial_weights_sha256"]
-    report.add(0, "initial model in the store", store.exists(initial), initial[:16])
-    last_closed_epsilon = 0
+    start: bytes | None = None
+    try:
+        start = store.get(initial)
+        report.add(0, "initial model stored and intact", True, initial[:16])
+    except (ArtifactError, FedLedgerError) as err:
+        report.add(0, "initial model stored and intact", False, str(err))
+    previous: bytes | None = None
+    closed, last_closed_epsilon = 0, 0
     for n in range(1, plan.task["current_round"] + 1):
         report.rounds = n
-        record = ledger.get_round(task_id, n)
-        updates = ledger.list_updates(task_id, n)
-        for update in updates:
-            try:
-                size = len(store.get(update["artifact_sha256"]))
-                report.add(n, f"update of {update['company']} stored and intact", size == update["size_bytes"],
-                           f"{size} bytes, ledger says {update['size_bytes']}")
-            except (ArtifactError, FedLedgerError) as err:
-                report.add(n, f"update of {update['company']} stored and intact", False, str(err))
-        expected = math.ceil(plan.epsilon_after(n) * 1_000_000 - 1e-6)
-        report.add(n, "epsilon booked matches the accountant", abs(record["epsilon_after_micro"] - expected) <= 1,
-                   f"ledger {record['epsilon_after_micro']} micro, accountant {expected}")
-        aggregate = record.get("aggregate")
-        if aggregate is None:
-            report.add(n, f"round {record['status']} without an aggregate", record["status"] in ("collecting", "failed"))
-            continue
-        by_company = {u["company"]: u for u in updates}
-        missing = [c for c in aggregate["included"] if c not in by_company]
-        if missing:
-            report.add(n, "aggregate includes only recorded updates", False, f"unknown: {missing}")
-        else:
-            try:
-                included = [by_company[c] for c in aggregate["included"]]
-                ciphertexts = {u["company"]: store.get(u["artifact_sha256"]) for u in included}
-                recomputed = digest_of(aggregate_bytes(plan, included, ciphertexts))
-                report.add(n, "aggregate recomputed from the recorded updates", recomputed == aggregate["sha256"],
-                           f"{recomputed[:16]} vs recorded {aggregate['sha256'][:16]}")
-            except FedLedgerError as err:
-                report.add(n, "aggregate recomputed from the recorded updates", False, str(err))
-        if record["status"] in ("verified", "closed"):
-            report.add(n, "a quorum voted the aggregate valid", record["valid_votes"] >= plan.task["quorum"],
-                       f"{record['valid_votes']} of quorum {plan.task['quorum']}")
-        if record["status"] == "closed":
-            model = record.get("model_sha256", "")
-            report.add(n, "closing model in the store", bool(model) and store.exists(model), model[:16])
-            last_closed_epsilon = record["epsilon_after_micro"]
+        audit = _RoundAudit(plan, ledger, store, report, ledger.get_round(task_id, n))
+        audit.updates_intact()
+        audit.budget(closed)
+        audit.election()
+        aggregate = audit.aggregate()
+        audit.votes_and_quorum()
+        if start is not None:
+            model = audit.model(aggregate, start, previous)
+            if model is not None:
+                previous, start = start, model
+        if audit.record["status"] == RoundStatus.CLOSED:
+            closed += 1
+            last_closed_epsilon = int(audit.record["epsilon_after_micro"])
     report.add(report.rounds, "task epsilon spent equals the last closed round's",
                plan.task["epsilon_spent_micro"] == last_closed_epsilon,
                f"{plan.task['epsilon_spent_micro']} vs {last_closed_epsilon}")

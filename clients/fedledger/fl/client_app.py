@@ -5,10 +5,11 @@ It works from the company's own home (node config ``home``) and nothing else, an
 - ``query.hello``: sign the coordinator's challenge with the node key the company put on the ledger;
 - ``train``: check the global model against the ledger, train on the company's own data, and
   contribute the clipped, noised, encrypted update (``rounds.contribute``);
-- ``query.aggregate`` (the round's leader): sum the ciphertexts the ledger lists (``rounds.lead``);
-- ``query.verify`` (committee members): check and vote, then, once the ledger shows the quorum and
-  this member's own valid vote, partially decrypt the recorded aggregate with the member's share,
-  which it opens from the sealed box the dealer put on the ledger;
+- ``query.elect`` (committee members): prove the VRF on the round's seed (``rounds.stand_for_leader``);
+- ``query.aggregate`` (a ranked leader): sum the ciphertexts the ledger fixed (``rounds.lead``);
+- ``query.verify`` (committee members): recompute and vote; with a valid verdict, partially decrypt
+  the aggregate just recomputed with the member's share (opened from the sealed box the dealer put
+  on the ledger) and record its hash with the vote;
 - ``query.finish`` (the leader): combine the partials (or check the escrow master's opening) and
   close the round (``rounds.finish``, ``rounds.finish_opened``);
 - under escrow custody, after a failover: ``query.release`` re-seals this member's escrow share to
@@ -38,17 +39,18 @@ from fedledger.fl.rounds import (
     PrivacyUnit,
     RoundError,
     RoundStatus,
-    ServerStep,
     TaskPlan,
     await_verdict,
     contribute,
     current_master,
-    decryption_share,
     finish,
     finish_opened,
+    last_closed_round,
     lead,
     master_opening,
     model_from_bytes,
+    stand_for_leader,
+    starting_model_sha256,
     verify,
 )
 from fedledger.fl.artifacts import digest_of
@@ -125,11 +127,8 @@ def hello(message: Message, context: Context) -> Message:
 
 
 def _global_model(node: _Node, plan: TaskPlan, round_number: int, model: bytes) -> np.ndarray:
-    """The model the round starts from, as sent, checked against the ledger's record."""
-    if round_number == 1:
-        expected = plan.task["model"]["initial_weights_sha256"]
-    else:
-        expected = node.session.ledger.get_round(plan.task_id, round_number - 1).get("model_sha256", "")
+    """The model the round starts from (the last closed round's), as sent, checked against the ledger."""
+    expected = starting_model_sha256(plan, node.session.ledger, round_number)
     if digest_of(model) != expected:
         raise RoundError(f"the coordinator sent model {digest_of(model)[:16]}… for round {round_number}; "
                          f"the ledger says it starts from {expected[:16]}…")
@@ -214,13 +213,19 @@ def train(message: Message, context: Context) -> Message:
                             "local-epsilon": local_epsilon})
 
 
+@app.query(MessageType.ELECT.removeprefix("query."))
+def elect(message: Message, context: Context) -> Message:
+    config, node, plan = _task_message(message, context)
+    tx_id = stand_for_leader(plan, node.session.ledger, node.session.home.vrf_key(), round_number=int(config["round"]))
+    return _reply(message, {"company": node.name, "tx-id": tx_id})
+
+
 @app.query(MessageType.AGGREGATE.removeprefix("query."))
 def aggregate(message: Message, context: Context) -> Message:
     config, node, plan = _task_message(message, context)
-    receipt = lead(plan, node.session.ledger, node.session.store, round_number=int(config["round"]),
-                   updates=_relayed(config))
-    return _reply(message, {"aggregate": receipt.data, "tx-id": receipt.tx_id,
-                            "missing": ",".join(receipt.missing)})
+    receipt = lead(plan, node.session.ledger, node.session.store, company=node.name,
+                   round_number=int(config["round"]), updates=_relayed(config))
+    return _reply(message, {"aggregate": receipt.data, "tx-id": receipt.tx_id})
 
 
 @app.query(MessageType.VERIFY.removeprefix("query."))
@@ -228,19 +233,21 @@ def verify_and_decrypt(message: Message, context: Context) -> Message:
     config, node, plan = _task_message(message, context)
     round_number, aggregate_data = int(config["round"]), bytes(config["aggregate"])
     ledger = node.session.ledger
-    valid, reason = verify(plan, ledger, node.session.store, round_number=round_number,
-                           updates=_relayed(config), aggregate_data=aggregate_data)
-    result: dict[str, Any] = {"company": node.name, "valid": valid, "reason": reason}
     escrow = plan.custody is Custody.ESCROW
-    if valid and (not escrow or node.name == current_master(ledger, plan.task_id)):
+    verdict = verify(plan, ledger, node.session.store, member=node.name, round_number=round_number,
+                     updates=_relayed(config), aggregate_data=aggregate_data,
+                     share=None if escrow else node.share(plan))
+    result: dict[str, Any] = {"company": node.name, "valid": verdict.valid, "reason": verdict.reason}
+    if verdict.partial:
+        result["partial"] = verdict.partial
+    elif verdict.valid and not escrow:
+        result["partial-error"] = f"{node.name} is not active on the ledger: its vote does not count"
+    if verdict.valid and escrow and node.name == current_master(ledger, plan.task_id):
         status = await_verdict(plan, ledger, round_number=round_number, timeout=float(config["verdict-timeout"]))
         if status is not RoundStatus.VERIFIED:
             result["partial-error"] = f"the round is {status}: no decryption given"
-        elif escrow:
-            result["opening"] = _opening(node, plan, round_number, aggregate_data)
         else:
-            result["partial"] = decryption_share(plan, ledger, node.share(plan), member=node.name,
-                                                 round_number=round_number, aggregate_data=aggregate_data)
+            result["opening"] = _opening(node, plan, round_number, aggregate_data)
     return _reply(message, result)
 
 
@@ -275,9 +282,10 @@ def close(message: Message, context: Context) -> Message:
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
     previous = bytes(config["previous-model"])
-    # The model the previous round started from, checked against the ledger like the global one.
-    step = ServerStep(lr=float(config["server-lr"]), momentum=float(config["server-momentum"]),
-                      previous=_global_model(node, plan, round_number - 1, previous) if previous else None)
+    # The model the previous round started from, checked against the ledger like the global one; the
+    # step itself is the task's, from its description on the ledger.
+    before = last_closed_round(node.session.ledger, plan.task_id, round_number)
+    step = plan.description.server_step(_global_model(node, plan, before, previous) if previous and before else None)
     if plan.custody is Custody.ESCROW:
         result = finish_opened(plan, node.session.ledger, node.session.store, round_number=round_number,
                                global_model=global_model, aggregate_data=bytes(config["aggregate"]),

@@ -9,6 +9,7 @@ own machine in a real consortium, and its processes read no other. A home holds:
     wallet/<name>/    the party's own Fabric identity (key.pem 0600)
     keys/sealing.key  a company's X25519 key: the dealer seals its key share to the public half
     keys/node.key     a company's Flower node key (ECDSA P-384, OpenSSH): proves which node it is
+    keys/vrf.key      a company's leader-election VRF key (Ed25519 seed): its proofs rank it
     artifacts/        what the party produced or received, content-addressed and checked on read
 
 Private key files are created 0600 inside 0700 directories and never widened; a key file others
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedledger.crypto.sealing import SealingKey
+from fedledger.crypto.vrf import VrfKeyPair
 from fedledger.errors import FedLedgerError
 from fedledger.fabric.ca import Enrollment
 from fedledger.fabric.wallet import FileWallet
@@ -147,6 +149,10 @@ class PartyHome:
     def node_key_path(self) -> Path:
         return self.root / "keys" / "node.key"
 
+    @property
+    def vrf_key_path(self) -> Path:
+        return self.root / "keys" / "vrf.key"
+
     def _read_json(self, name: str) -> dict[str, Any]:
         path = self.root / name
         try:
@@ -182,6 +188,12 @@ class PartyHome:
     def node_key(self) -> NodeKey:
         return NodeKey.from_bytes(read_secret(self.node_key_path))
 
+    def vrf_key(self) -> VrfKeyPair:
+        """The company's leader-election VRF key (created on first use for homes made before it existed)."""
+        if not self.vrf_key_path.exists():
+            write_secret(self.vrf_key_path, VrfKeyPair.generate().secret_key)
+        return VrfKeyPair.from_secret_key(read_secret(self.vrf_key_path))
+
     # --- creation -----------------------------------------------------------------------------
     def create(self, *, name: str, kind: PartyKind, org: str, msp_id: str, profile: dict[str, Any]) -> None:
         """Lay out a new home (0700) with its identity card and the public network profile."""
@@ -193,9 +205,10 @@ class PartyHome:
         (self.root / "party.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
         (self.root / "profile.json").write_text(json.dumps(profile, indent=2, sort_keys=True) + "\n")
 
-    def generate_company_keys(self) -> tuple[SealingKey, NodeKey]:
-        """Create the company's sealing and node keys in its home (once)."""
-        sealing, node = SealingKey.generate(), NodeKey.generate()
+    def generate_company_keys(self) -> tuple[SealingKey, NodeKey, VrfKeyPair]:
+        """Create the company's sealing, node and VRF keys in its home (once)."""
+        sealing, node, vrf = SealingKey.generate(), NodeKey.generate(), VrfKeyPair.generate()
         write_secret(self.sealing_key_path, sealing.private)
         write_secret(self.node_key_path, node.private_bytes())
-        return sealing, node
+        write_secret(self.vrf_key_path, vrf.secret_key)
+        return sealing, node, vrf

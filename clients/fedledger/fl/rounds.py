@@ -1,20 +1,25 @@
-"""One training round among companies, as the ledger records it (paper 003, steps 2-7).
+"""One training round among companies, as the ledger records and enforces it (paper 003, steps 2-7).
 
 The roles act in turn, each as its own Fabric identity and each from its own home:
 
-- the **publisher** (the coordinator) opens round ``n`` with the cumulative epsilon it will have spent;
+- the **publisher** (the coordinator) opens round ``n``; the chaincode computes the epsilon the task
+  will have spent and refuses a round past the budget, and fixes the round's election seed;
+- each **committee member** proves its VRF on that seed (``stand_for_leader``); the chaincode
+  verifies every proof;
 - each **participant** clips its model update to L2 norm S, adds its share of the noise (distributed
   mode), encrypts it under the task's threshold Paillier key, keeps the ciphertext and records its
   hash, size, sample count and compute time; the ciphertext itself travels in a message;
-- the **leader** (the task's aggregator, a committee member's node) multiplies the ciphertexts the
-  ledger lists, each checked against its recorded hash, weighted by n_k, and records the aggregate's
-  hash with the updates it includes. It never sees a plaintext update: a partial decryption is
-  given only for the recorded aggregate;
-- each **committee member** checks the ciphertexts against the ledger, recomputes the aggregate and
-  votes; once the ledger shows the quorum reached *and its own valid vote*, it partially decrypts
-  *the aggregate whose hash is on the ledger* and nothing else;
-- the leader combines t partials, each from a member whose valid vote is on the ledger, into the
-  noised weighted average, updates the model, and closes the round with the new model's hash.
+- the publisher **closes collection**: the ledger fixes the set of updates and ranks the members
+  that proved by stake-weighted sortition;
+- the first-ranked **leader** (the next, after its window of ledger time) multiplies exactly the
+  fixed ciphertexts, each checked against its recorded hash, weighted by n_k, and records the
+  aggregate's hash; the chaincode refuses one that omits or adds an update;
+- each **committee member** recomputes the aggregate from the ledger's updates and votes; with a
+  valid verdict it partially decrypts *the aggregate it has just recomputed* and nothing else, and
+  records the partial's hash with its vote;
+- the leader combines t partials, each from a member whose counted valid vote records its hash,
+  into the noised weighted average, steps the model as the task's description says, and closes the
+  round naming the members it combined, so anyone can re-derive the model.
 
 Nothing here imports Flower or talks to Fabric directly: the ledger is the small ``LedgerPort``
 interface and bytes arrive as arguments (the data plane is the caller's), so unit tests can pass
@@ -26,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -51,8 +56,18 @@ from fedledger.crypto import (
 )
 from fedledger.crypto.opening import check_opening, dump_opening, load_opening, open_vector
 from fedledger.crypto.paillier import PrivateKey
+from fedledger.crypto.sortition import sortition_input
+from fedledger.crypto.vrf import VrfKeyPair
+from fedledger.crypto.vrf import prove as vrf_prove
 from fedledger.errors import CryptoError, FedLedgerError
-from fedledger.fabric.ledger import RoundRecord, TaskRecord, UpdateRecord, VoteRecord
+from fedledger.fabric.ledger import (
+    CompanyRecord,
+    ElectionProofRecord,
+    RoundRecord,
+    TaskRecord,
+    UpdateRecord,
+    VoteRecord,
+)
 from fedledger.fl.artifacts import ArtifactStore, digest_of
 from fedledger.fl.custody import Custody, TaskKey, load_task_key
 from fedledger.privacy import RdpAccountant, clip_by_l2_norm, gaussian_noise
@@ -68,6 +83,7 @@ class RoundStatus(StrEnum):
 
     OPEN = "open"
     COLLECTING = "collecting"
+    COLLECTED = "collected"
     AGGREGATED = "aggregated"
     VERIFIED = "verified"
     CLOSED = "closed"
@@ -107,17 +123,24 @@ class LedgerPort(Protocol):
     """The ledger operations a round needs (``fedledger.fabric.Ledger`` provides them)."""
 
     def get_task(self, task_id: str) -> TaskRecord: ...
+    def get_company(self, name: str) -> CompanyRecord: ...
     def get_threshold_key(self, task_id: str) -> bytes: ...
     def get_round(self, task_id: str, round_number: int) -> RoundRecord: ...
     def list_updates(self, task_id: str, round_number: int) -> list[UpdateRecord]: ...
     def list_votes(self, task_id: str, round_number: int) -> list[VoteRecord]: ...
-    def open_round(self, task_id: str, round_number: int, *, epsilon_after: float) -> str: ...
+    def list_election_proofs(self, task_id: str, round_number: int) -> list[ElectionProofRecord]: ...
+    def open_round(self, task_id: str, round_number: int) -> str: ...
+    def submit_election_proof(self, task_id: str, round_number: int, *, proof: bytes) -> str: ...
     def submit_update(self, task_id: str, round_number: int, *, artifact_sha256: str, size_bytes: int,
                       samples: int, compute_millis: int) -> str: ...
+    def close_collection(self, task_id: str, round_number: int) -> str: ...
     def record_aggregate(self, task_id: str, round_number: int, *, included: Sequence[str],
                          aggregate_sha256: str) -> str: ...
-    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "") -> str: ...
-    def close_round(self, task_id: str, round_number: int, *, model_sha256: str) -> str: ...
+    def vote(self, task_id: str, round_number: int, *, valid: bool, reason: str = "",
+             partial_sha256: str = "") -> str: ...
+    def record_partial(self, task_id: str, round_number: int, *, partial_sha256: str) -> str: ...
+    def close_round(self, task_id: str, round_number: int, *, model_sha256: str,
+                    decrypted_by: Sequence[str]) -> str: ...
     def fail_round(self, task_id: str, round_number: int, *, reason: str) -> str: ...
 
 
@@ -135,26 +158,36 @@ class Description:
     """What a task's ``model.description`` on the ledger says, as canonical JSON.
 
     It pins what a company needs to take part that the genesis has no field for: the model and
-    dataset, the packing layout's weight cap, and the Paillier key size the dealer must use (the
-    threshold public key itself is on the ledger too, recorded by the dealer: ``GetThresholdKey``).
+    dataset, the packing layout's weight cap, the Paillier key size the dealer must use (the
+    threshold public key itself is on the ledger too, recorded by the dealer: ``GetThresholdKey``),
+    and the server step every leader applies (``ServerStep``), so anyone can re-derive each model.
     """
 
     model: str
     dataset: str
     max_weight: int
     key_bits: int
+    server_lr: float = 1.0
+    server_momentum: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps({"dataset": self.dataset, "key_bits": self.key_bits, "max_weight": self.max_weight,
-                           "model": self.model}, sort_keys=True, separators=(",", ":"))
+                           "model": self.model, "server_lr": repr(float(self.server_lr)),
+                           "server_momentum": repr(float(self.server_momentum))},
+                          sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Description:
         try:
             raw = json.loads(text)
-            return cls(str(raw["model"]), str(raw["dataset"]), int(raw["max_weight"]), int(raw["key_bits"]))
-        except (ValueError, KeyError, TypeError) as err:
+            return cls(str(raw["model"]), str(raw["dataset"]), int(raw["max_weight"]), int(raw["key_bits"]),
+                       float(raw.get("server_lr", "1.0")), float(raw.get("server_momentum", "0.0")))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise RoundError(f"the task's model description is not a FedLedger description: {err}") from None
+
+    def server_step(self, previous: npt.NDArray[np.float32] | None = None) -> ServerStep:
+        """The step the leader takes along a round's average (``previous``: the model two rounds back)."""
+        return ServerStep(lr=self.server_lr, momentum=self.server_momentum, previous=previous)
 
 
 @dataclass(frozen=True)
@@ -328,13 +361,50 @@ class TaskPlan:
 
 
 
+def last_closed_round(ledger: LedgerPort, task_id: str, before: int) -> int:
+    """The last round before ``before`` that closed (0: none; the task starts from its initial model)."""
+    for n in range(before - 1, 0, -1):
+        if ledger.get_round(task_id, n)["status"] == RoundStatus.CLOSED:
+            return n
+    return 0
+
+
+def starting_model_sha256(plan: TaskPlan, ledger: LedgerPort, round_number: int) -> str:
+    """The hash of the model round ``round_number`` starts from: the last closed round's, or the initial one."""
+    closed = last_closed_round(ledger, plan.task_id, round_number)
+    if closed == 0:
+        return plan.task["model"]["initial_weights_sha256"]
+    return ledger.get_round(plan.task_id, closed).get("model_sha256", "")
+
+
 def open_round(plan: TaskPlan, ledger: LedgerPort, round_number: int) -> str:
-    """The publisher opens round ``round_number`` with the epsilon spent once it closes."""
-    epsilon = plan.epsilon_after(round_number)
-    if not math.isfinite(epsilon):
-        raise RoundError(f"task {plan.task_id} adds no DP noise, so its epsilon is unbounded; the ledger books "
-                         "only a finite epsilon against the budget (publish it with a positive noise multiplier)")
-    return ledger.open_round(plan.task_id, round_number, epsilon_after=epsilon)
+    """The publisher opens round ``round_number``; the chaincode books its epsilon with its own accountant."""
+    return ledger.open_round(plan.task_id, round_number)
+
+
+def election_input(plan: TaskPlan, record: RoundRecord) -> bytes:
+    """The VRF input every committee member proves on for a round: its ledger seed, task and number."""
+    return sortition_input(plan.task_id, int(record["number"]), bytes.fromhex(record["seed"]))
+
+
+def stand_for_leader(plan: TaskPlan, ledger: LedgerPort, key: VrfKeyPair, *, round_number: int) -> str:
+    """A committee member's VRF proof on the round's seed, recorded on the ledger (which verifies it)."""
+    proof = vrf_prove(key.secret_key, election_input(plan, ledger.get_round(plan.task_id, round_number)))
+    return ledger.submit_election_proof(plan.task_id, round_number, proof=proof)
+
+
+def close_collection(plan: TaskPlan, ledger: LedgerPort, round_number: int) -> RoundRecord:
+    """The publisher ends collection: the ledger fixes the round's updates and ranks its leaders."""
+    ledger.close_collection(plan.task_id, round_number)
+    return ledger.get_round(plan.task_id, round_number)
+
+
+def leader_slot(record: RoundRecord, company: str) -> float:
+    """The ledger time (seconds) from which ``company`` may record the round's aggregate."""
+    election = record.get("election")
+    if election is None or company not in election["ranking"]:
+        raise RoundError(f"{company} is not ranked in round {record['number']}'s election")
+    return float(election["closed_at"] + election["ranking"].index(company) * election["window_seconds"])
 
 
 def keep_checked(store: ArtifactStore, expected: Mapping[str, str], received: Mapping[str, bytes], *,
@@ -404,11 +474,16 @@ def contribute(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, comp
     bounded = np.clip(clipped, -layout.clip, layout.clip)
     data = dump_vector(encrypt_vector(plan.public_key, bounded, layout))
     digest = digest_of(data)
+    # The ledger's sample count is the weight the update carries in the sum (FedAvg's n_k capped at
+    # W), which the committee's recomputation holds it to; the claimed compute is capped at the
+    # task's declared cost per sample, as the chaincode caps it.
+    claimed = int(samples) if plan.gradient_sum else min(int(samples), plan.description.max_weight)
+    compute = min(int(compute_millis), claimed * int(plan.task.get("millis_per_sample", 1000)))
     tx_id = ledger.submit_update(plan.task_id, round_number, artifact_sha256=digest, size_bytes=len(data),
-                                 samples=int(samples), compute_millis=int(compute_millis))
+                                 samples=claimed, compute_millis=compute)
     # Kept once the ledger names it: a refused update leaves nothing behind in the company's store.
     store.put(data)
-    return UpdateReceipt(company, digest, len(data), int(samples), tx_id, data)
+    return UpdateReceipt(company, digest, len(data), claimed, tx_id, data)
 
 
 def aggregate_bytes(plan: TaskPlan, updates: Sequence[UpdateRecord], ciphertexts: Mapping[str, bytes]) -> bytes:
@@ -427,28 +502,38 @@ class AggregateReceipt:
     data: bytes
 
 
-def lead(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
-         updates: Mapping[str, bytes]) -> AggregateReceipt:
-    """The leader's step: sum (homomorphically) the updates the ledger lists for the round.
+def lead(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, company: str, round_number: int,
+         updates: Mapping[str, bytes], clock: Callable[[], float] = time.time,
+         sleep: Callable[[float], None] = time.sleep) -> AggregateReceipt:
+    """A ranked leader's step: sum (homomorphically) exactly the updates the ledger fixed for the round.
 
-    The list comes from the ledger, not from the messages: ``updates`` (company -> ciphertext, as
-    relayed) must match the recorded hashes, and a listed update whose ciphertext did not arrive is
-    named in ``missing`` rather than silently replaced.
+    The set comes from the ledger (fixed when collection closed), not from the messages: every one
+    of its ciphertexts must have arrived, matching its recorded hash, or nothing is recorded. A
+    member ranked below first waits until its slot has come in ledger time (the chaincode refuses
+    it earlier; a transaction's timestamp is its proposer's clock, so the wait is on that clock).
     """
-    listed = ledger.list_updates(plan.task_id, round_number)
-    checked = keep_checked(store, {u["company"]: u["artifact_sha256"] for u in listed}, updates, what="update")
-    included = [u for u in listed if u["company"] in checked]
-    if len(included) < plan.noise_participants:
-        # Each update carries 1/m of the noise: fewer than m would release less noise than booked.
-        raise RoundError(f"round {round_number} of task {plan.task_id} has {len(included)} update(s) to aggregate; "
-                         f"it needs at least {plan.noise_participants} (min-participants), or the noise booked "
-                         "would not all be there")
-    data = aggregate_bytes(plan, included, checked)
+    record = ledger.get_round(plan.task_id, round_number)
+    if record["status"] != RoundStatus.COLLECTED:
+        raise RoundError(f"round {round_number} of task {plan.task_id} is {record['status']}: "
+                         "an aggregate is made once collection has closed, and once")
+    collected = list(record.get("collected", []))
+    listed = {u["company"]: u for u in ledger.list_updates(plan.task_id, round_number)}
+    checked = keep_checked(store, {c: listed[c]["artifact_sha256"] for c in collected}, updates, what="update")
+    missing = tuple(c for c in collected if c not in checked)
+    if missing:
+        raise RoundError(f"round {round_number} of task {plan.task_id} fixed the updates of {', '.join(collected)}; "
+                         f"no ciphertext arrived for {', '.join(missing)}, so no complete aggregate can be made")
+    slot = leader_slot(record, company)
+    if company != record["election"]["ranking"][0]:
+        # Half a second past the slot: the chaincode compares whole seconds of the transaction's time.
+        # The first ranked may record at once, so it does not wait.
+        wait = slot + 0.5 - clock()
+        if wait > 0:
+            sleep(wait)
+    data = aggregate_bytes(plan, [listed[c] for c in collected], checked)
     digest = store.put(data)
-    names = tuple(sorted(u["company"] for u in included))
-    tx_id = ledger.record_aggregate(plan.task_id, round_number, included=names, aggregate_sha256=digest)
-    missing = tuple(sorted(u["company"] for u in listed if u["company"] not in checked))
-    return AggregateReceipt(names, missing, digest, tx_id, data)
+    tx_id = ledger.record_aggregate(plan.task_id, round_number, included=collected, aggregate_sha256=digest)
+    return AggregateReceipt(tuple(collected), (), digest, tx_id, data)
 
 
 def _recorded_aggregate(plan: TaskPlan, record: RoundRecord, round_number: int) -> tuple[str, list[str]]:
@@ -458,15 +543,31 @@ def _recorded_aggregate(plan: TaskPlan, record: RoundRecord, round_number: int) 
     return recorded["sha256"], list(recorded["included"])
 
 
-def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
-           updates: Mapping[str, bytes], aggregate_data: bytes) -> tuple[bool, str]:
-    """A committee member's check and vote: recompute the recorded aggregate from the recorded updates."""
+@dataclass(frozen=True)
+class Verdict:
+    """A committee member's vote on a round's aggregate, and its partial decryption if it gave one."""
+
+    valid: bool
+    reason: str
+    partial: bytes = b""
+
+
+def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, member: str, round_number: int,
+           updates: Mapping[str, bytes], aggregate_data: bytes, share: KeyShare | None = None) -> Verdict:
+    """A committee member's check and vote: recompute the recorded aggregate from the fixed updates.
+
+    With a key share, a member whose vote counts (it is active) decrypts its share of the aggregate
+    it has just recomputed and found valid, keeps the partial and votes with its hash: one exchange
+    per member. It never decrypts anything it has not recomputed itself from the ledger's updates.
+    """
     record = ledger.get_round(plan.task_id, round_number)
     digest, included = _recorded_aggregate(plan, record, round_number)
     by_company = {u["company"]: u for u in ledger.list_updates(plan.task_id, round_number)}
-    unknown = [c for c in included if c not in by_company]
-    if unknown:
-        valid, reason = False, f"the aggregate includes updates the ledger does not have: {', '.join(unknown)}"
+    collected = sorted(record.get("collected", []))
+    vector = None
+    if sorted(included) != collected:
+        valid, reason = False, (f"the aggregate includes {', '.join(sorted(included))}, not exactly the updates fixed "
+                                f"when collection closed ({', '.join(collected)})")
     elif digest_of(aggregate_data) != digest:
         valid, reason = False, "the aggregate sent for checking is not the one recorded on the ledger"
     else:
@@ -476,20 +577,32 @@ def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
             absent = [c for c in included if c not in checked]
             if absent:
                 raise RoundError(f"no ciphertext arrived to check for {', '.join(absent)}")
-            mine = digest_of(aggregate_bytes(plan, [by_company[c] for c in included], checked))
-            valid = mine == digest
-            reason = "" if valid else f"recomputed aggregate {mine[:16]} differs from the recorded {digest[:16]}"
+            mine = aggregate_bytes(plan, [by_company[c] for c in included], checked)
+            valid = digest_of(mine) == digest
+            reason = "" if valid else f"recomputed aggregate {digest_of(mine)[:16]} differs from the recorded {digest[:16]}"
+            if valid:
+                vector = load_vector(mine, plan.public_key, plan.layout)
         except RoundError as err:
             valid, reason = False, str(err)
         if valid:
             store.put(aggregate_data)
-    ledger.vote(plan.task_id, round_number, valid=valid, reason=reason)
-    return valid, reason
+    partial = b""
+    if vector is not None and share is not None and ledger.get_company(member)["status"] == "active":
+        if share.index != plan.member_index(member):
+            raise RoundError(f"{member}'s key share has index {share.index}, but the genesis places it at "
+                             f"{plan.member_index(member)}")
+        partial = dump_partial(partial_decrypt(share, vector))
+        store.put(partial)
+    ledger.vote(plan.task_id, round_number, valid=valid, reason=reason,
+                partial_sha256=digest_of(partial) if partial else "")
+    return Verdict(valid, reason, partial)
 
 
-def valid_voters(ledger: LedgerPort, task_id: str, round_number: int) -> set[str]:
-    """The committee members whose valid vote on the round is on the ledger."""
-    return {v["member"] for v in ledger.list_votes(task_id, round_number) if v["valid"]}
+def valid_voters(ledger: LedgerPort, task_id: str, round_number: int) -> dict[str, str]:
+    """The committee members whose counted valid vote on the round is on the ledger, each with the
+    hash of its partial decryption ("" if it has recorded none)."""
+    return {v["member"]: v.get("partial_sha256", "") for v in ledger.list_votes(task_id, round_number)
+            if v["valid"] and v.get("counted", True)}
 
 
 def await_verdict(plan: TaskPlan, ledger: LedgerPort, *, round_number: int, timeout: float,
@@ -511,13 +624,13 @@ def await_verdict(plan: TaskPlan, ledger: LedgerPort, *, round_number: int, time
 
 def _check_decryptable(plan: TaskPlan, ledger: LedgerPort, *, member: str, round_number: int,
                        aggregate_data: bytes) -> None:
-    """Refuse unless the round is verified, ``member``'s own valid vote is on the ledger, and the
-    bytes are the aggregate the ledger records: the one rule both custodies decrypt by."""
+    """Refuse unless the round has a recorded aggregate, ``member``'s own counted valid vote is on the
+    ledger, and the bytes are that aggregate: the one rule a later decryption goes by."""
     record = ledger.get_round(plan.task_id, round_number)
     digest, _ = _recorded_aggregate(plan, record, round_number)
-    if record["status"] != RoundStatus.VERIFIED:
+    if record["status"] not in (RoundStatus.AGGREGATED, RoundStatus.VERIFIED):
         raise RoundError(f"round {round_number} of task {plan.task_id} is {record['status']}: "
-                         "shares are given only for an aggregate whose votes reached the quorum")
+                         "shares are given only for a recorded aggregate awaiting its decryption")
     if member not in valid_voters(ledger, plan.task_id, round_number):
         raise RoundError(f"{member} has no valid vote on round {round_number} of task {plan.task_id} on the "
                          "ledger: a member decrypts only an aggregate it has itself checked and voted valid")
@@ -528,18 +641,26 @@ def _check_decryptable(plan: TaskPlan, ledger: LedgerPort, *, member: str, round
 
 def decryption_share(plan: TaskPlan, ledger: LedgerPort, share: KeyShare, *, member: str, round_number: int,
                      aggregate_data: bytes) -> bytes:
-    """A committee member's partial decryption of the round's aggregate, and of nothing else.
+    """A committee member's partial decryption of the round's aggregate, and of nothing else, given
+    after its vote (``verify`` gives it with the vote): its hash is recorded on the ledger.
 
-    Given only when the ledger shows the round verified (its quorum of valid votes reached), this
-    member's own valid vote among them, and ``aggregate_data`` hashing to the recorded aggregate: a
-    leader asking for any other ciphertext (say, one company's update) gets a RoundError.
+    Given only when the ledger shows this member's own counted valid vote and ``aggregate_data``
+    hashing to the recorded aggregate: a leader asking for any other ciphertext (say, one company's
+    update) gets a RoundError.
     """
     _check_decryptable(plan, ledger, member=member, round_number=round_number, aggregate_data=aggregate_data)
     if share.index != plan.member_index(member):
         raise RoundError(f"{member}'s key share has index {share.index}, but the genesis places it at "
                          f"{plan.member_index(member)}")
-    vector = load_vector(aggregate_data, plan.public_key, plan.layout)
-    return dump_partial(partial_decrypt(share, vector))
+    recorded = valid_voters(ledger, plan.task_id, round_number)[member]
+    if recorded:
+        # A partial's proof is randomized: a second one would not hash to the recorded one, and the
+        # leader combines only that one (the member's store keeps it, from ``verify``).
+        raise RoundError(f"{member} recorded its partial decryption of round {round_number} ({recorded[:16]}…) with "
+                         "its vote: the leader combines that one, not a new one")
+    partial = dump_partial(partial_decrypt(share, load_vector(aggregate_data, plan.public_key, plan.layout)))
+    ledger.record_partial(plan.task_id, round_number, partial_sha256=digest_of(partial))
+    return partial
 
 
 def current_master(ledger: LedgerPort, task_id: str) -> str:
@@ -558,7 +679,10 @@ def master_opening(plan: TaskPlan, ledger: LedgerPort, private_key: PrivateKey, 
     master = current_master(ledger, plan.task_id)
     if member != master:
         raise RoundError(f"{member} is not the master of task {plan.task_id} (the ledger names {master})")
-    return dump_opening(open_vector(private_key, load_vector(aggregate_data, plan.public_key, plan.layout)))
+    opening = dump_opening(open_vector(private_key, load_vector(aggregate_data, plan.public_key, plan.layout)))
+    if not valid_voters(ledger, plan.task_id, round_number).get(member):
+        ledger.record_partial(plan.task_id, round_number, partial_sha256=digest_of(opening))
+    return opening
 
 
 @dataclass(frozen=True)
@@ -618,8 +742,9 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
            step: ServerStep | None = None) -> RoundResult:
     """The leader's last step (threshold custody): combine t partials, then close the round.
 
-    Only partials from members whose valid vote is on the ledger, at their genesis index, are
-    combined; the others are named in ``rejected_members``.
+    Only partials from members whose counted valid vote is on the ledger with the partial's hash, at
+    their genesis index, are combined (each checked with its proof); the others are named in
+    ``rejected_members``. The close names the members combined, so anyone can re-derive the model.
     """
     vector, included = _verified_aggregate(plan, ledger, round_number, aggregate_data)
     voters = valid_voters(ledger, plan.task_id, round_number)
@@ -628,7 +753,11 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
     by_index: dict[int, str] = {}
     for member, raw in sorted(partials.items()):
         if member not in voters:
-            rejected[member] = "no valid vote of this member is on the ledger"
+            rejected[member] = "no counted valid vote of this member is on the ledger"
+            continue
+        if voters[member] != digest_of(raw):
+            rejected[member] = (f"its partial hashes to {digest_of(raw)[:16]}…, the ledger records "
+                                f"{voters[member][:16] or 'none'}")
             continue
         try:
             partial = load_partial(raw)
@@ -646,8 +775,10 @@ def finish(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_nu
                          + (f" (refused: {'; '.join(f'{m}: {r}' for m, r in rejected.items())})" if rejected else ""))
     decrypted = combine_partials(plan.key, vector, usable)
     rejected.update({by_index[i]: reason for i, reason in decrypted.rejected.items()})
+    for i in decrypted.used:
+        store.put(partials[by_index[i]])
     return _close(plan, ledger, store, round_number, global_model, vector, included, decrypted.values,
-                  tuple(by_index[i] for i in decrypted.used), rejected, step or ServerStep())
+                  tuple(by_index[i] for i in decrypted.used), rejected, step or plan.description.server_step())
 
 
 def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
@@ -663,37 +794,54 @@ def finish_opened(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, r
     if master != named:
         raise RoundError(f"the decryption came from {master}, but the ledger names {named} master of task "
                          f"{plan.task_id}")
-    if master not in valid_voters(ledger, plan.task_id, round_number):
+    recorded = valid_voters(ledger, plan.task_id, round_number)
+    if master not in recorded:
         raise RoundError(f"the master {master} has no valid vote on round {round_number} on the ledger")
+    if recorded[master] != digest_of(opening):
+        raise RoundError(f"the master {master}'s decryption hashes to {digest_of(opening)[:16]}…, the ledger records "
+                         f"{recorded[master][:16] or 'none'}")
     try:
         weighted_sum = check_opening(vector, load_opening(opening))
     except CryptoError as err:
         raise RoundError(f"the master {master}'s decryption of round {round_number} is refused: {err}") from None
+    store.put(opening)
     return _close(plan, ledger, store, round_number, global_model, vector, included, weighted_sum, (master,), {},
-                  step or ServerStep())
+                  step or plan.description.server_step())
+
+
+def round_average(plan: TaskPlan, updates: Sequence[UpdateRecord], included: Sequence[str],
+                  weighted_sum: npt.NDArray[np.float64], total_weight: int) -> npt.NDArray[np.float64]:
+    """A round's average from its decrypted weighted sum: FedAvg's (over the total weight) or, for
+    gradient sums, over the expected batch ``q * sum(n_k)`` of the included companies, as DP-SGD
+    normalizes. Pure, so an auditor re-derives exactly what the leader computed."""
+    if plan.gradient_sum:
+        records = sum(int(u["samples"]) for u in updates if u["company"] in included)
+        return weighted_sum / (plan.sample_rate * max(records, 1))
+    return weighted_sum / total_weight
+
+
+def next_model(plan: TaskPlan, start: npt.ArrayLike, average: npt.NDArray[np.float64],
+               previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+    """The round's new global model: ``start`` moved by the task's server step along ``average``."""
+    step = plan.description.server_step(previous)
+    return step.apply(np.asarray(start, dtype=np.float64), average).astype(np.float32)
 
 
 def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_number: int, global_model: npt.ArrayLike,
            vector: EncryptedVector, included: list[str], weighted_sum: npt.NDArray[np.float64],
            used: tuple[str, ...], rejected: dict[str, str], step: ServerStep) -> RoundResult:
-    """Average, update the model, keep it and close the round with its hash.
+    """Average, update the model, keep it and close the round with its hash and who decrypted.
 
-    The average is FedAvg's (the weighted sum over the total weight) or, for gradient sums, the
-    noised sum over the expected batch ``q * sum(n_k)`` of the included companies, as DP-SGD
-    normalizes; the model then takes ``step`` along it. In central mode the leader adds the noise
-    here, to the decrypted weighted sum (paper 003's step 7): it then sees the un-noised average,
-    which is the trust that mode places in it.
+    In central mode the leader adds the noise here, to the decrypted weighted sum (paper 003's
+    step 7): it then sees the un-noised average, which is the trust that mode places in it, and
+    no one can re-derive the model from the partials.
     """
     if plan.noise_mode is NoiseMode.CENTRAL and plan.noise_multiplier > 0:
         weighted_sum = weighted_sum + gaussian_noise(weighted_sum.shape, std=plan.sum_noise_std)
-    if plan.gradient_sum:
-        records = sum(int(u["samples"]) for u in ledger.list_updates(plan.task_id, round_number)
-                      if u["company"] in included)
-        average = weighted_sum / (plan.sample_rate * max(records, 1))
-    else:
-        average = weighted_sum / vector.total_weight
+    average = round_average(plan, ledger.list_updates(plan.task_id, round_number), included, weighted_sum,
+                            vector.total_weight)
     model = step.apply(np.asarray(global_model, dtype=np.float64), average).astype(np.float32)
     data = model_bytes(model)
     model_digest = store.put(data)
-    tx_id = ledger.close_round(plan.task_id, round_number, model_sha256=model_digest)
+    tx_id = ledger.close_round(plan.task_id, round_number, model_sha256=model_digest, decrypted_by=used)
     return RoundResult(model, model_digest, data, average, used, rejected, tx_id)

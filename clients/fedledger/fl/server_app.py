@@ -25,8 +25,10 @@ from typing import Any, NoReturn
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from fedledger.errors import FedLedgerError
 from fedledger.fabric.ledger import Ledger
 from fedledger.fl import task as tasks
+from fedledger.fl.artifacts import digest_of
 from fedledger.fl.company import CompanySession
 from fedledger.fl.config import RunConfig
 from fedledger.fl.messages import MessageType
@@ -36,6 +38,7 @@ from fedledger.fl.rounds import (
     RoundError,
     RoundStatus,
     TaskPlan,
+    close_collection,
     current_master,
     keep_checked,
     model_from_bytes,
@@ -43,6 +46,13 @@ from fedledger.fl.rounds import (
 )
 
 app = ServerApp()
+
+# A task stops cleanly, rather than spending rounds, once this many rounds in a row have failed.
+MAX_FAILED_ROUNDS_IN_A_ROW = 2
+
+
+class RoundFailed(RoundError):
+    """A round was failed on the ledger, with its reason; the task may go on with the next."""
 
 
 log = logging.getLogger("fedledger.coordinator")
@@ -189,6 +199,10 @@ class Coordinator:
         times["ledger_open"] = time.perf_counter() - started
 
         common = {"task-id": plan.task_id, "round": n}
+        committee = self._of(plan.committee)
+        t = time.perf_counter()
+        electors = self.ask(committee, MessageType.ELECT, {node: common for node in committee})
+        times["elect"] = time.perf_counter() - t
         participants = self._of(plan.participants)
         train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
                  "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
@@ -198,26 +212,40 @@ class Coordinator:
         listed = {u["company"]: u["artifact_sha256"] for u in ledger.list_updates(plan.task_id, n)}
         updates = keep_checked(store, listed, {c: bytes(r["update"]) for c, r in trained.results.items()},
                                what="update")
+        if len(listed) < int(plan.task["min_participants"]):
+            return self._fail(n, f"{len(listed)} update(s) recorded, {plan.task['min_participants']} needed: "
+                                 f"{trained.problems}")
+        try:
+            record = close_collection(plan, ledger, n)
+        except FedLedgerError as err:
+            return self._fail(n, f"collection could not close: {err}")
+        lost = sorted(set(record.get("collected", [])) - set(updates))
+        if lost:
+            # Recorded on the ledger but never relayed: no complete aggregate can be made.
+            return self._fail(n, f"the ciphertexts of {', '.join(lost)} were recorded but never arrived")
         companies, ciphertexts = list(updates), list(updates.values())
 
-        if not updates:
-            return self._fail(n, f"no participant's update arrived: {trained.problems}")
-        leader = ledger.get_round(plan.task_id, n)["leader"]
-        leader_node = self._of([leader])
-        if not leader_node:
-            return self._fail(n, f"the round's leader {leader} has no connected node")
         t = time.perf_counter()
-        led = self.ask(leader_node, MessageType.AGGREGATE,
-                       {node: {**common, "companies": companies, "updates": ciphertexts} for node in leader_node})
+        leader, led = "", Replies()
+        for candidate in record["election"]["ranking"]:
+            node = self._of([candidate])
+            if not node:
+                _say(f"round {n}: ranked leader {candidate} has no connected node; the next may lead after its window")
+                continue
+            led = self.ask(node, MessageType.AGGREGATE,
+                           {nid: {**common, "companies": companies, "updates": ciphertexts} for nid in node})
+            if candidate in led.results:
+                leader = candidate
+                break
         times["aggregate"] = time.perf_counter() - t
-        if leader not in led.results:
-            return self._fail(n, f"the leader {leader} did not aggregate: {led.problems.get(leader, 'no result')}")
+        if not leader:
+            return self._fail(n, f"no ranked leader recorded the aggregate: {led.problems}")
+        leader_node = self._of([leader])
         aggregate = bytes(led.results[leader]["aggregate"])
         record = ledger.get_round(plan.task_id, n)
         keep_checked(store, {"aggregate": record.get("aggregate", {}).get("sha256", "")}, {"aggregate": aggregate},
                      what="aggregate")
 
-        committee = self._of(plan.committee)
         t = time.perf_counter()
         check = {**common, "companies": companies, "updates": ciphertexts, "aggregate": aggregate,
                  "verdict-timeout": cfg.round_timeout}
@@ -227,15 +255,26 @@ class Coordinator:
         if record["status"] != RoundStatus.VERIFIED:
             reasons = {c: r.get("reason", "") for c, r in verified.results.items()} | verified.problems
             return self._fail(n, f"the committee did not verify the aggregate: {reasons}")
+        if plan.custody is Custody.THRESHOLD:
+            given = sum(1 for r in verified.results.values() if r.get("partial"))
+            if given < plan.key.threshold:
+                return self._fail(n, f"{given} partial decryption(s) arrived, {plan.key.threshold} needed: "
+                                     f"{verified.problems}")
         refusals = {c: str(r["partial-error"]) for c, r in verified.results.items() if r.get("partial-error")}
         if plan.custody is Custody.ESCROW:
             decryption: dict[str, Any] = self._escrow_opening(n, verified, aggregate, times)
         else:
             partials = {c: bytes(r["partial"]) for c, r in verified.results.items() if r.get("partial")}
+            # Kept, like every artifact relayed, when it is the partial the member's vote records: an
+            # auditor re-derives the model from them.
+            recorded = {v["member"]: v.get("partial_sha256", "") for v in ledger.list_votes(plan.task_id, n)}
+            for member, raw in partials.items():
+                if recorded.get(member) == digest_of(raw):
+                    store.put(raw)
             decryption = {"members": list(partials) or [""], "partials": list(partials.values()) or [b""]}
         t = time.perf_counter()
-        finish = {**common, "model": global_model, "aggregate": aggregate, "server-lr": cfg.server_lr,
-                  "server-momentum": cfg.server_momentum, "previous-model": previous_model, **decryption}
+        finish = {**common, "model": global_model, "aggregate": aggregate, "previous-model": previous_model,
+                  **decryption}
         closed = self.ask(leader_node, MessageType.FINISH, {node: finish for node in leader_node})
         times["combine_and_close"] = time.perf_counter() - t
         if leader not in closed.results:
@@ -244,12 +283,18 @@ class Coordinator:
         model = bytes(closed.results[leader]["model"])
         model_sha = ledger.get_round(plan.task_id, n).get("model_sha256", "")
         keep_checked(store, {"model": model_sha}, {"model": model}, what="model")
+        closed_record = ledger.get_round(plan.task_id, n)
         entry = {"round": n, "included": list(record["aggregate"]["included"]),
                  "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
                  "aggregate_sha256": record["aggregate"]["sha256"], "leader": leader,
+                 "ranking": list(record["election"]["ranking"]),
+                 "leader_failovers": list(record["election"].get("failovers", [])),
+                 "standing": dict(closed_record.get("standing", {})),
+                 "epsilon_booked": closed_record["epsilon_after_micro"] / 1_000_000,
                  "votes": {c: bool(r["valid"]) for c, r in verified.results.items()},
                  "decrypted_by": list(closed.results[leader]["used"]),
-                 "unanswered": {**trained.problems, **verified.problems}, "partials_refused": refusals,
+                 "unanswered": {**electors.problems, **trained.problems, **verified.problems},
+                 "partials_refused": refusals,
                  "failovers": [f for f in self.failovers if f["round"] == n],
                  "seconds": times,
                  "company_epsilons": {c: float(r["local-epsilon"]) for c, r in trained.results.items()
@@ -273,6 +318,7 @@ class Coordinator:
         master = current_master(ledger, self.plan.task_id)
         opening = verified.results.get(master, {}).get("opening")
         if opening:
+            self.session.store.put(bytes(opening))
             return {"master": master, "opening": bytes(opening)}
         t = time.perf_counter()
         why = verified.problems.get(master) or str(verified.results.get(master, {}).get("partial-error", "")) \
@@ -291,13 +337,15 @@ class Coordinator:
         if successor not in decrypted.results:
             self._fail(n, f"the new master {successor} did not decrypt: "
                           f"{decrypted.problems.get(successor, 'no result')}")
+        self.session.store.put(bytes(decrypted.results[successor]["opening"]))
         return {"master": successor, "opening": bytes(decrypted.results[successor]["opening"])}
 
     def _fail(self, n: int, reason: str) -> NoReturn:
+        """Fail round ``n`` on the ledger with ``reason`` (unless the ledger already ended it) and stop it."""
         status = self.session.ledger.get_round(self.plan.task_id, n)["status"]
-        if status in (RoundStatus.OPEN, RoundStatus.COLLECTING, RoundStatus.AGGREGATED):
+        if status not in (RoundStatus.CLOSED, RoundStatus.FAILED):
             self.session.ledger.fail_round(self.plan.task_id, n, reason=reason[:500])
-        raise RoundError(f"round {n}: {reason}")
+        raise RoundFailed(f"round {n}: {reason}")
 
     # --- the whole task --------------------------------------------------------------------------
     def run(self) -> None:
@@ -311,15 +359,29 @@ class Coordinator:
         evaluator = tasks.build_model(plan.description.model)
         self._evaluate(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0, "privacy_unit": str(plan.unit)})
         budget = float(plan.task["dp"]["epsilon_budget"])
-        previous = b""
+        previous, failed_in_a_row = b"", 0
         for n in range(1, plan.task["rounds"] + 1):
-            epsilon = plan.epsilon_after(n)
+            closed = int(self.session.ledger.get_task(plan.task_id)["closed_rounds"])
+            epsilon = plan.epsilon_after(closed + 1)
             if epsilon > budget:
                 _say(f"stopping before round {n}: epsilon would reach {epsilon:.3f} > budget {budget}")
                 self.metrics.append({"stopped": f"round {n} would spend epsilon {epsilon:.3f} > budget {budget}"})
                 self.save()
                 break
-            trained, model_sha, entry = self.train_round(n, model, model_sha, previous)
+            try:
+                trained, model_sha, entry = self.train_round(n, model, model_sha, previous)
+            except RoundFailed as err:
+                # The round is failed on the ledger with its reason; the task moves on from the same model.
+                failed_in_a_row += 1
+                _say(f"{err}")
+                self.metrics.append({"round": n, "failed": str(err)})
+                self.save()
+                if failed_in_a_row >= MAX_FAILED_ROUNDS_IN_A_ROW:
+                    self.metrics.append({"stopped": f"{failed_in_a_row} rounds in a row failed"})
+                    self.save()
+                    break
+                continue
+            failed_in_a_row = 0
             previous, model = model, trained
             self._evaluate(evaluator, dataset, n, model, model_sha,
                            {"epsilon": epsilon, "privacy_unit": str(plan.unit), **entry})

@@ -90,6 +90,7 @@ class DemoConfig:
     data_path: Path | None = None
     key_bits: int = 2048
     custody: Custody = Custody.THRESHOLD
+    leader_window_seconds: int = 15
     run: RunConfig = field(default_factory=RunConfig)
     flower_port: int = 0
 
@@ -178,17 +179,18 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
     task_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     task_file.write_text(json.dumps({
         "task-id": task_id, "model": config.model, "rounds": config.rounds, "participants": names,
-        "committee": names, "aggregator": names[0], "dealer": config.dealer.name, "threshold": config.threshold,
+        "committee": names, "dealer": config.dealer.name, "threshold": config.threshold,
         "quorum": config.quorum, "min-participants": config.min_participants, "max-weight": max(sizes),
         "epsilon-budget": config.epsilon_budget, "delta": config.delta, "clip-norm": config.clip_norm,
         "noise-multiplier": config.noise_multiplier, "noise-mode": str(config.noise_mode),
         "privacy-unit": str(config.unit), "sample-rate": config.sample_rate,
         "steps-per-round": config.steps_per_round, "label-epsilon": config.label_epsilon,
         "key-bits": config.key_bits, "key-custody": str(config.custody),
-        # Under escrow the master is a committee member other than the leader, so one failure
-        # does not take both roles.
+        "server-lr": config.run.server_lr, "server-momentum": config.run.server_momentum,
+        "leader-window-seconds": config.leader_window_seconds,
         **({"master": names[1 % len(names)]} if config.custody is Custody.ESCROW else {})}, indent=2))
-    progress(f"{config.coordinator.name} publishes task {task_id} (leader {names[0]}, dealer {config.dealer.name})")
+    progress(f"{config.coordinator.name} publishes task {task_id} (leaders elected each round among "
+             f"{', '.join(names)}; dealer {config.dealer.name})")
     fedledger_command("task", "create", str(task_file), "--party-home", str(coordinator.root), "--json",
                       placement=config.coordinator.placement, what=f"{config.coordinator.name}'s task create")
     progress(f"{config.dealer.name} deals the task's {config.key_bits}-bit Paillier key under {config.custody} "
@@ -244,7 +246,10 @@ def coordinate(deployment: FlowerDeployment, coordinator: PartyHome, run: RunCon
     failed = [r["error"] for r in metrics["rounds"] if "error" in r]
     if failed:
         raise FedLedgerError(f"task {run.task_id} failed: {failed[0]} (logs: {deployment.root / 'logs'})")
-    metrics["rounds"] = [r for r in metrics["rounds"] if "round" in r]
+    # A failed round is on the ledger with its reason; the task went on without it.
+    metrics["failed_rounds"] = [r for r in metrics["rounds"] if "failed" in r]
+    metrics["stopped"] = [r["stopped"] for r in metrics["rounds"] if "stopped" in r]
+    metrics["rounds"] = [r for r in metrics["rounds"] if "accuracy" in r]
     return metrics
 
 

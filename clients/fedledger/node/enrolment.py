@@ -41,7 +41,8 @@ def init_party(home: PartyHome, *, name: str, kind: PartyKind, org: str, profile
             session.ledger.register_company(name, roles=roles)
         if kind is PartyKind.COMPANY:
             record = session.ledger.get_company(name)
-            sealing, node = home.sealing_key(), home.node_key()
-            if (record.get("encryption_key"), record.get("node_key")) != (sealing.public_hex, node.public_text):
-                session.ledger.record_company_keys(encryption_key=sealing.public_hex, node_key=node.public_text)
+            sealing, node, vrf = home.sealing_key(), home.node_key(), home.vrf_key()
+            keys = (sealing.public_hex, node.public_text, vrf.public_key.hex())
+            if (record.get("encryption_key"), record.get("node_key"), record.get("vrf_key")) != keys:
+                session.ledger.record_company_keys(encryption_key=keys[0], node_key=keys[1], vrf_key=keys[2])
         return dict(session.ledger.get_company(name))

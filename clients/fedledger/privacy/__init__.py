@@ -5,6 +5,7 @@ from fedledger.privacy.accountant import (
     RdpAccountant,
     calibrate_noise,
     epsilon_from_rdp,
+    epsilon_micro,
     gaussian_rdp,
     pure_dp_rdp,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "clip_by_l2_norm",
     "distributed_noise_std",
     "epsilon_from_rdp",
+    "epsilon_micro",
     "gaussian_noise",
     "gaussian_rdp",
     "pure_dp_rdp",

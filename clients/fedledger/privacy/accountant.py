@@ -221,6 +221,27 @@ def epsilon_from_rdp(rdp: Sequence[float], orders: Sequence[float], *, delta: fl
     return max(best, 0.0), best_order
 
 
+# The ledger books epsilon as an integer count of millionths ("micro"); see epsilon_micro.
+_MICRO = 1_000_000
+
+
+def epsilon_micro(epsilon: float) -> int:
+    """``epsilon`` in millionths, rounded up: the integer the ledger books for it.
+
+    Rounding up keeps the booked value an upper bound of the spent privacy. The chaincode's Go
+    twin (chaincode/accountant) books ``ceil(epsilon * 1e6)`` the same way; the shared vectors
+    in tests/vectors/accountant.json hold the two together.
+
+    Raises
+    ------
+    PrivacyError
+        If ``epsilon`` is negative, infinite or NaN (an unbounded epsilon cannot be booked).
+    """
+    if not (epsilon >= 0 and math.isfinite(epsilon)):
+        raise PrivacyError(f"epsilon must be finite and >= 0 to be booked in millionths, got {epsilon!r}")
+    return math.ceil(epsilon * _MICRO)
+
+
 class RdpAccountant:
     """Tracks the privacy a task has spent, round by round, and plans rounds against its budget.
 

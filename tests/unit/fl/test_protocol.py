@@ -1,4 +1,4 @@
-"""The round protocol role by role, on the in-memory ledger port: who may decrypt what, and when."""
+"""The round protocol role by role, on the in-memory ledger port: who leads, who may decrypt what, and when."""
 
 from __future__ import annotations
 
@@ -8,25 +8,33 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fedledger.crypto import KeyShare, deal_threshold_key, dump_threshold_key
-from fedledger.fl.artifacts import DirectoryStore, digest_of
-from fedledger.fl.memory import MemoryLedger
-from fedledger.fl.publish import TaskSpec
+from fedledger.crypto import (
+    KeyShare,
+    deal_threshold_key,
+    dump_partial,
+    dump_threshold_key,
+    load_vector,
+    partial_decrypt,
+)
+from fedledger.crypto.sortition import Candidate, select
+from fedledger.fl.artifacts import digest_of
+from fedledger.fl.custody import Custody, dump_escrow_key
+from fedledger.fl.memory import MemoryLedgerError
 from fedledger.fl.rounds import (
     PrivacyUnit,
     RoundError,
     RoundStatus,
-    TaskPlan,
-    contribute,
+    aggregate_bytes,
     decryption_share,
-    finish,
+    election_input,
+    finish_opened,
     lead,
+    master_opening,
     model_bytes,
-    open_round,
-    verify,
+    stand_for_leader,
 )
 
-COMPANIES = ("a-co", "b-co", "c-co")
+from .memory_round import COMPANIES, MemoryTask, task_spec
 
 
 @pytest.fixture(scope="module")
@@ -35,125 +43,317 @@ def dealt() -> tuple[Any, list[KeyShare]]:
 
 
 @pytest.fixture()
-def world(dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> dict[str, Any]:
-    """A published, dealt task with three companies (all on the committee, a-co leads), round 1 open."""
+def task(dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> MemoryTask:
+    """A published, dealt task with three companies, all on the committee; the publisher sits on none."""
     key, shares = dealt
-    spec = TaskSpec(task_id="t1", model="breast-cancer-logreg", dataset="bundled", rounds=3, participants=COMPANIES,
-                    committee=COMPANIES, aggregator="a-co", dealer="kmc", threshold=2, quorum=2, min_participants=2,
-                    max_weight=100, epsilon_budget=50.0, delta=1e-5, clip_norm=1.0, noise_multiplier=1.0,
-                    key_bits=512, unit=PrivacyUnit.COMPANY)
-    book = MemoryLedger()
-    book.create_task(spec.genesis(initial_model_sha256=digest_of(model_bytes(np.zeros(4)))), publisher="coord",
-                     public_key=dump_threshold_key(key))
-    plan = TaskPlan.load(book.view("coord"), "t1")
-    open_round(plan, book.view("coord"), 1)
-    stores = {c: DirectoryStore(tmp_path / c) for c in (*COMPANIES, "coord")}
-    updates = {}
-    for i, c in enumerate(COMPANIES):
-        receipt = contribute(plan, book.view(c), stores[c], company=c, round_number=1,
-                             update=np.full(4, 0.1 * (i + 1)), samples=10, compute_millis=5)
-        updates[c] = receipt.data
-    return {"book": book, "plan": plan, "stores": stores, "updates": updates,
-            "shares": dict(zip(COMPANIES, shares))}
+    return MemoryTask.publish(task_spec(unit=PrivacyUnit.COMPANY), dump_threshold_key(key), tmp_path, shares=shares,
+                              initial_model_sha256=digest_of(model_bytes(np.zeros(4))))
 
 
-def _aggregate(w: dict[str, Any]) -> bytes:
-    return lead(w["plan"], w["book"].view("a-co"), w["stores"]["a-co"], round_number=1, updates=w["updates"]).data
+@pytest.fixture()
+def updates(task: MemoryTask) -> dict[str, bytes]:
+    """Round 1 opened, every member standing for leader, each company's update recorded, collection closed."""
+    task.open(1)
+    relayed = task.contribute(1, {c: np.full(4, 0.1 * (i + 1)) for i, c in enumerate(COMPANIES)})
+    task.close_collection(1)
+    return relayed
 
 
-def _vote_all(w: dict[str, Any], aggregate: bytes, voters: tuple[str, ...] = COMPANIES) -> None:
-    for c in voters:
-        valid, reason = verify(w["plan"], w["book"].view(c), w["stores"][c], round_number=1, updates=w["updates"],
-                               aggregate_data=aggregate)
-        assert valid, reason
+def _aggregate(task: MemoryTask, updates: dict[str, bytes]) -> bytes:
+    return task.lead(1, updates).data
 
 
-def _partial(w: dict[str, Any], member: str, aggregate: bytes) -> bytes:
-    return decryption_share(w["plan"], w["book"].view(member), w["shares"][member], member=member, round_number=1,
+def _partial(task: MemoryTask, member: str, aggregate: bytes) -> bytes:
+    """``member``'s partial decryption given after a vote that carried none."""
+    return decryption_share(task.plan, task.ledger(member), task.shares[member], member=member, round_number=1,
                             aggregate_data=aggregate)
 
 
-def test_a_round_decrypts_the_noised_weighted_average_only_from_the_aggregate(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    _vote_all(world, aggregate)
-    partials = {m: _partial(world, m, aggregate) for m in ("a-co", "b-co")}
+# --- a whole round --------------------------------------------------------------------------------
 
-    result = finish(world["plan"], world["book"].view("a-co"), world["stores"]["a-co"], round_number=1,
-                    global_model=np.zeros(4), aggregate_data=aggregate, partials=partials)
 
-    assert world["book"].rounds[("t1", 1)]["status"] == RoundStatus.CLOSED
-    assert world["book"].rounds[("t1", 1)]["model_sha256"] == result.model_sha256 == digest_of(result.model_data)
+def test_a_round_decrypts_the_noised_weighted_average_only_from_the_aggregate(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    verdicts = task.verify_all(1, updates, aggregate)
+    partials = {m: verdicts[m].partial for m in ("a-co", "b-co")}
+
+    result = task.finish(1, aggregate, partials, global_model=np.zeros(4))
+
+    record = task.round(1)
+    assert record["status"] == RoundStatus.CLOSED
+    assert record["model_sha256"] == result.model_sha256 == digest_of(result.model_data)
     assert set(result.used_members) == {"a-co", "b-co"}
     # The clipped updates average 0.2 per value; each company's noise share is sigma*S*W/sqrt(m)/w (m = 2
     # min-participants), so the noise on the average has std sigma*S*W*sqrt(3/2)/30.
     assert np.all(np.abs(result.average_update - 0.2) < 6 * 1.0 * 1.0 * 100 * np.sqrt(3 / 2) / 30)
 
 
-def test_a_member_refuses_to_decrypt_one_companys_update(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    _vote_all(world, aggregate)
-
-    with pytest.raises(RoundError, match="not the aggregate recorded"):
-        _partial(world, "b-co", world["updates"]["c-co"])
+# --- the leader -----------------------------------------------------------------------------------
 
 
-def test_no_partial_before_the_quorum_is_on_the_ledger(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    _vote_all(world, aggregate, voters=("b-co",))
+def test_the_leader_is_the_first_of_the_ledgers_ranking_and_records_at_once(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    ranking = task.ranking(1)
+    ledger = task.ledger("a-co")
+    proofs = ledger.list_election_proofs("t1", 1)
+    drawn = select([Candidate(p["member"], task.vrf_keys[p["member"]].public_key, bytes.fromhex(p["proof"]), 1000)
+                    for p in proofs], alpha=election_input(task.plan, ledger.get_round("t1", 1)),
+                   committee_size=len(proofs) - 1)
 
-    with pytest.raises(RoundError, match="reached the quorum"):
-        _partial(world, "b-co", aggregate)
+    receipt = task.lead(1, updates)
 
-
-def test_a_member_without_its_own_valid_vote_gives_no_partial(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    _vote_all(world, aggregate, voters=("a-co", "b-co"))
-
-    with pytest.raises(RoundError, match="c-co has no valid vote"):
-        _partial(world, "c-co", aggregate)
-
-
-def test_the_leader_combines_no_partial_of_a_member_that_did_not_vote(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    _vote_all(world, aggregate, voters=("a-co", "b-co"))
-    # c-co's partial, made behind the protocol's back with its share: the leader must not use it.
-    from fedledger.crypto import dump_partial, load_vector, partial_decrypt
-
-    vector = load_vector(aggregate, world["plan"].key.public_key, world["plan"].layout)
-    sneaked = dump_partial(partial_decrypt(world["shares"]["c-co"], vector))
-    partials = {"a-co": _partial(world, "a-co", aggregate), "c-co": sneaked}
-
-    with pytest.raises(RoundError, match="1 usable partial decryptions, 2 needed.*c-co: no valid vote"):
-        finish(world["plan"], world["book"].view("a-co"), world["stores"]["a-co"], round_number=1,
-               global_model=np.zeros(4), aggregate_data=aggregate, partials=partials)
-    assert world["book"].rounds[("t1", 1)]["status"] == RoundStatus.VERIFIED
+    record = task.round(1)
+    # The ranking is the stake-weighted sortition of the recorded proofs; its first leads, without waiting.
+    assert ranking == [drawn.leader, *drawn.committee] and sorted(ranking) == sorted(COMPANIES)
+    assert record["leader"] == record["aggregate"]["recorded_by"] == ranking[0]
+    assert task.time.slept == []
+    assert not record["election"].get("failovers")
+    assert receipt.included == COMPANIES and record["status"] == RoundStatus.AGGREGATED
 
 
-def test_a_relayed_update_that_differs_from_the_ledger_is_refused_and_not_kept(world: dict[str, Any]) -> None:
-    forged = dict(world["updates"], **{"b-co": world["updates"]["c-co"]})
+def test_a_lower_ranked_member_waits_for_its_slot_then_leads_in_place_of_the_first(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    first, second = task.ranking(1)[:2]
+    election = task.round(1)["election"]
+    started = task.time.now
+
+    task.lead(1, updates, company=second)
+
+    # Its slot opens one leader window after collection closed; it waits half a second past it, as the
+    # chaincode compares whole seconds of the transaction's time.
+    assert task.time.slept == [election["closed_at"] + election["window_seconds"] + 0.5 - started]
+    record = task.round(1)
+    assert record["leader"] == record["aggregate"]["recorded_by"] == second
+    assert [(f["failed"], f["rank"], f["successor"]) for f in record["election"]["failovers"]] == [(first, 1, second)]
+
+
+def test_a_lower_ranked_member_that_does_not_wait_for_its_slot_is_refused_by_the_ledger(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    second = task.ranking(1)[1]
+
+    with pytest.raises(MemoryLedgerError, match=f"{second} is ranked 2: its slot has not come"):
+        lead(task.plan, task.ledger(second), task.stores[second], company=second, round_number=1, updates=updates,
+             clock=task.time, sleep=lambda seconds: None)
+    assert task.round(1)["status"] == RoundStatus.COLLECTED and "aggregate" not in task.round(1)
+
+
+def test_a_member_that_did_not_stand_for_leader_is_not_ranked_and_may_not_lead(task: MemoryTask) -> None:
+    task.open(1, candidates=("a-co", "b-co"))
+    updates = task.contribute(1, {c: np.full(4, 0.1) for c in COMPANIES})
+    task.close_collection(1)
+
+    assert sorted(task.ranking(1)) == ["a-co", "b-co"]
+    with pytest.raises(RoundError, match="c-co is not ranked in round 1's election"):
+        task.lead(1, updates, company="c-co")
+    assert "aggregate" not in task.round(1)
+
+
+def test_lead_refuses_when_a_fixed_updates_ciphertext_is_missing_and_records_nothing(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    transactions = task.book.transactions
+    relayed = {c: u for c, u in updates.items() if c != "c-co"}
+
+    with pytest.raises(RoundError, match="fixed the updates of a-co, b-co, c-co; no ciphertext arrived for c-co"):
+        task.lead(1, relayed)
+
+    record = task.round(1)
+    assert record["status"] == RoundStatus.COLLECTED and "aggregate" not in record
+    assert task.book.transactions == transactions and task.time.slept == []
+
+
+def test_the_ledger_refuses_an_aggregate_that_omits_a_fixed_update(task: MemoryTask, updates: dict[str, bytes]) -> None:
+    leader = task.ranking(1)[0]
+
+    with pytest.raises(MemoryLedgerError, match="must include exactly"):
+        task.ledger(leader).record_aggregate("t1", 1, included=["a-co", "b-co"], aggregate_sha256="a" * 64)
+    assert "aggregate" not in task.round(1)
+
+
+def test_a_relayed_update_that_differs_from_the_ledger_is_refused_and_not_kept(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    leader = task.ranking(1)[0]
+    tampered = updates["b-co"][:-1] + bytes([updates["b-co"][-1] ^ 1])
 
     with pytest.raises(RoundError, match="update of b-co .* the ledger records"):
-        lead(world["plan"], world["book"].view("a-co"), world["stores"]["a-co"], round_number=1, updates=forged)
-    assert world["book"].rounds[("t1", 1)]["status"] == RoundStatus.COLLECTING
+        task.lead(1, {**updates, "b-co": tampered})
+
+    assert task.round(1)["status"] == RoundStatus.COLLECTED and "aggregate" not in task.round(1)
+    assert not task.stores[leader].exists(digest_of(tampered))
 
 
-def test_a_member_votes_invalid_on_an_aggregate_that_omits_nothing_but_was_altered(world: dict[str, Any]) -> None:
-    aggregate = _aggregate(world)
-    other = world["updates"]["a-co"]
+# --- the committee's votes and partial decryptions --------------------------------------------------
 
-    valid, reason = verify(world["plan"], world["book"].view("b-co"), world["stores"]["b-co"], round_number=1,
-                           updates=world["updates"], aggregate_data=other)
 
-    assert not valid and "not the one recorded" in reason
-    assert world["book"].votes[("t1", 1)]["b-co"]["valid"] is False
+def test_a_member_refuses_to_decrypt_one_companys_update(task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    task.verify_all(1, updates, aggregate, decrypt=False)
+
+    with pytest.raises(RoundError, match="not the aggregate recorded"):
+        _partial(task, "b-co", updates["c-co"])
+
+
+def test_a_member_decrypts_with_its_own_valid_vote_but_nothing_is_combined_before_the_quorum(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    # Before: a member gave no partial until the quorum was on the ledger. Now each member decrypts the
+    # aggregate it has just recomputed and votes with the partial's hash; the quorum gates the combining.
+    aggregate = _aggregate(task, updates)
+
+    verdict = task.verify("b-co", 1, updates, aggregate)
+
+    assert verdict.valid and verdict.partial
+    assert task.book.votes[("t1", 1)]["b-co"]["partial_sha256"] == digest_of(verdict.partial)
+    assert task.round(1)["status"] == RoundStatus.AGGREGATED
+    with pytest.raises(RoundError, match="is aggregated, not verified"):
+        task.finish(1, aggregate, {"b-co": verdict.partial}, global_model=np.zeros(4))
+
+
+def test_a_member_without_its_own_valid_vote_gives_no_partial(task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    task.verify_all(1, updates, aggregate, voters=("a-co", "b-co"), decrypt=False)
+
+    with pytest.raises(RoundError, match="c-co has no valid vote"):
+        _partial(task, "c-co", aggregate)
+
+
+def test_a_member_votes_invalid_on_an_aggregate_that_omits_nothing_but_was_altered(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    other = updates["a-co"]
+
+    verdict = task.verify("b-co", 1, updates, other)
+
+    assert not verdict.valid and "not the one recorded" in verdict.reason and verdict.partial == b""
+    assert task.book.votes[("t1", 1)]["b-co"]["valid"] is False
     assert aggregate != other
 
 
-def test_each_party_keeps_only_what_it_produced_or_received(world: dict[str, Any]) -> None:
-    stores = world["stores"]
+@pytest.mark.parametrize("on_the_ledger", ["a short sum under the full list", "a short list"])
+def test_verify_votes_invalid_on_an_aggregate_that_omits_a_fixed_update_and_gives_no_partial(
+        task: MemoryTask, updates: dict[str, bytes], on_the_ledger: str) -> None:
+    leader = task.ranking(1)[0]
+    listed = task.ledger(leader).list_updates("t1", 1)
+    short = aggregate_bytes(task.plan, [u for u in listed if u["company"] != "c-co"], updates)
+    # A leader that sums two of the three fixed updates and records the sum's hash as if it held all three
+    # (the ledger sees only a hash); or a record that lists two (the ledger refuses it: written here by hand).
+    task.ledger(leader).record_aggregate("t1", 1, included=COMPANIES, aggregate_sha256=digest_of(short))
+    if on_the_ledger == "a short list":
+        task.round(1)["aggregate"]["included"] = ["a-co", "b-co"]
+
+    verdict = task.verify("b-co", 1, updates, short)
+
+    reason = "differs from the recorded" if on_the_ledger != "a short list" else "not exactly the updates fixed"
+    assert not verdict.valid and reason in verdict.reason
+    assert verdict.partial == b""
+    vote = task.book.votes[("t1", 1)]["b-co"]
+    assert vote["valid"] is False and vote["partial_sha256"] == ""
+
+
+def test_a_demoted_members_verify_gives_no_partial_and_its_vote_does_not_count(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    task.book.companies["c-co"]["status"] = "demoted"
+
+    verdict = task.verify("c-co", 1, updates, aggregate)
+
+    assert verdict.valid and verdict.partial == b""
+    vote = task.book.votes[("t1", 1)]["c-co"]
+    assert vote["counted"] is False and vote["partial_sha256"] == ""
+    assert task.round(1)["valid_votes"] == 0 and task.round(1)["status"] == RoundStatus.AGGREGATED
+    with pytest.raises(RoundError, match="c-co has no valid vote"):
+        _partial(task, "c-co", aggregate)
+
+
+def test_a_member_that_voted_with_its_partial_gives_no_second_one(task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    verdict = task.verify("b-co", 1, updates, aggregate)
+
+    with pytest.raises(RoundError, match="b-co recorded its partial decryption .* with its vote"):
+        _partial(task, "b-co", aggregate)
+    assert task.book.votes[("t1", 1)]["b-co"]["partial_sha256"] == digest_of(verdict.partial)
+
+
+# --- combining and closing --------------------------------------------------------------------------
+
+
+def _another_partial(task: MemoryTask, member: str, aggregate: bytes) -> bytes:
+    """A correct partial decryption by ``member``, made behind the protocol's back: not the one its vote records."""
+    vector = load_vector(aggregate, task.plan.key.public_key, task.plan.layout)
+    return dump_partial(partial_decrypt(task.shares[member], vector))
+
+
+def test_the_leader_combines_no_partial_of_a_member_that_did_not_vote(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    verdicts = task.verify_all(1, updates, aggregate, voters=("a-co", "b-co"))
+    partials = {"a-co": verdicts["a-co"].partial, "c-co": _another_partial(task, "c-co", aggregate)}
+
+    with pytest.raises(RoundError, match="1 usable partial decryptions, 2 needed.*c-co: no counted valid vote"):
+        task.finish(1, aggregate, partials, global_model=np.zeros(4))
+    assert task.round(1)["status"] == RoundStatus.VERIFIED
+
+
+def test_finish_refuses_a_partial_whose_hash_is_not_the_one_recorded_with_the_vote(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    verdicts = task.verify_all(1, updates, aggregate)
+    other = _another_partial(task, "b-co", aggregate)
+    assert digest_of(other) != digest_of(verdicts["b-co"].partial)
+
+    with pytest.raises(RoundError, match="1 usable partial decryptions, 2 needed.*b-co: its partial hashes to .*, "
+                                         "the ledger records"):
+        task.finish(1, aggregate, {"a-co": verdicts["a-co"].partial, "b-co": other}, global_model=np.zeros(4))
+    record = task.round(1)
+    assert record["status"] == RoundStatus.VERIFIED and "decrypted_by" not in record
+
+
+def test_the_close_names_exactly_the_members_whose_partials_were_combined(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    verdicts = task.verify_all(1, updates, aggregate)
+    partials = {"a-co": verdicts["a-co"].partial, "b-co": _another_partial(task, "b-co", aggregate),
+                "c-co": verdicts["c-co"].partial}
+
+    result = task.finish(1, aggregate, partials, global_model=np.zeros(4))
+
+    assert result.used_members == ("a-co", "c-co") and list(result.rejected_members) == ["b-co"]
+    record = task.round(1)
+    assert record["status"] == RoundStatus.CLOSED and record["decrypted_by"] == ["a-co", "c-co"]
+    assert all(task.stores[str(record["leader"])].exists(digest_of(partials[m])) for m in ("a-co", "c-co"))
+
+
+def test_the_ledger_closes_a_round_only_naming_t_members_with_recorded_partials(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    aggregate = _aggregate(task, updates)
+    task.verify_all(1, updates, aggregate, voters=("a-co", "b-co"))
+    task.verify_all(1, updates, aggregate, voters=("c-co",), decrypt=False)
+    leader = task.ledger(str(task.round(1)["leader"]))
+
+    for named in (["a-co", "b-co", "c-co"], ["a-co"], ["a-co", "c-co"], ["a-co", "a-co"], ["a-co", "b-co", "a-co"]):
+        with pytest.raises(MemoryLedgerError, match="a close names 2 members with recorded partials"):
+            leader.close_round("t1", 1, model_sha256="c" * 64, decrypted_by=named)
+    assert task.round(1)["status"] == RoundStatus.VERIFIED
+
+
+def test_each_party_keeps_only_what_it_produced_or_received(task: MemoryTask, updates: dict[str, bytes]) -> None:
     for c in COMPANIES:
-        assert stores[c].exists(digest_of(world["updates"][c]))
-    assert not stores["b-co"].exists(digest_of(world["updates"]["c-co"]))
+        assert task.stores[c].exists(digest_of(updates[c]))
+    assert not task.stores["b-co"].exists(digest_of(updates["c-co"]))
+
+
+# --- the election -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["another member's key", "no key on the ledger"])
+def test_stand_for_leader_with_a_wrong_key_is_refused_by_the_ledgers_vrf_check(task: MemoryTask, key: str) -> None:
+    task.open(1, candidates=())
+    if key == "no key on the ledger":
+        task.book.companies["a-co"]["vrf_key"] = ""
+    proving = task.vrf_keys["b-co" if key == "another member's key" else "a-co"]
+
+    with pytest.raises(MemoryLedgerError, match="the election proof of a-co does not verify"):
+        stand_for_leader(task.plan, task.ledger("a-co"), proving, round_number=1)
+    assert task.ledger("a-co").list_election_proofs("t1", 1) == []
 
 
 def test_the_apps_run_config_defaults_are_the_run_configs() -> None:
@@ -167,6 +367,9 @@ def test_the_apps_run_config_defaults_are_the_run_configs() -> None:
     assert RunConfig().to_flower() == pyproject["tool"]["flwr"]["app"]["config"]
 
 
+# --- escrow custody ---------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def escrow_keys() -> tuple[Any, Any, Any]:
     from fedledger.crypto import escrow_private_key, generate_keypair
@@ -178,58 +381,79 @@ def escrow_keys() -> tuple[Any, Any, Any]:
 
 @pytest.fixture()
 def escrow_world(escrow_keys: tuple[Any, Any, Any], tmp_path: Path) -> dict[str, Any]:
-    """An escrow task (b-co the master, a-co the leader), round 1 aggregated and voted valid by all."""
-    from fedledger.fl.custody import Custody, dump_escrow_key
-
+    """An escrow task (b-co the master), round 1 aggregated by its elected leader and voted valid by all."""
     public, private, record = escrow_keys
-    spec = TaskSpec(task_id="t2", model="breast-cancer-logreg", dataset="bundled", rounds=2, participants=COMPANIES,
-                    committee=COMPANIES, aggregator="a-co", dealer="kmc", threshold=2, quorum=2, min_participants=2,
-                    max_weight=100, epsilon_budget=50.0, delta=1e-5, clip_norm=1.0, noise_multiplier=1.0,
-                    key_bits=512, custody=Custody.ESCROW, master="b-co", unit=PrivacyUnit.COMPANY)
-    book = MemoryLedger()
-    book.create_task(spec.genesis(initial_model_sha256="0" * 64), publisher="coord",
-                     public_key=dump_escrow_key(public, record))
-    plan = TaskPlan.load(book.view("coord"), "t2")
-    open_round(plan, book.view("coord"), 1)
-    stores = {c: DirectoryStore(tmp_path / c) for c in COMPANIES}
-    updates = {c: contribute(plan, book.view(c), stores[c], company=c, round_number=1, update=np.full(4, 0.2),
-                             samples=10, compute_millis=1).data for c in COMPANIES}
-    aggregate = lead(plan, book.view("a-co"), stores["a-co"], round_number=1, updates=updates).data
-    for c in COMPANIES:
-        verify(plan, book.view(c), stores[c], round_number=1, updates=updates, aggregate_data=aggregate)
-    return {"book": book, "plan": plan, "store": stores["a-co"], "aggregate": aggregate, "private": private}
+    spec = task_spec(task_id="t2", rounds=2, custody=Custody.ESCROW, master="b-co", unit=PrivacyUnit.COMPANY)
+    task = MemoryTask.publish(spec, dump_escrow_key(public, record), tmp_path)
+    task.open(1)
+    updates = task.contribute(1, {c: np.full(4, 0.2) for c in COMPANIES})
+    task.close_collection(1)
+    aggregate = task.lead(1, updates).data
+    task.verify_all(1, updates, aggregate)
+    leader = str(task.round(1)["leader"])
+    return {"task": task, "plan": task.plan, "book": task.book, "leader": leader, "store": task.stores[leader],
+            "aggregate": aggregate, "private": private}
 
 
 def test_under_escrow_the_master_decrypts_with_an_opening_the_leader_checks(escrow_world: dict[str, Any]) -> None:
-    from fedledger.fl.rounds import finish_opened, master_opening
-
-    book, plan, aggregate, private = (escrow_world[k] for k in ("book", "plan", "aggregate", "private"))
+    book, plan, aggregate, private, leader = (escrow_world[k] for k in ("book", "plan", "aggregate", "private",
+                                                                        "leader"))
 
     with pytest.raises(RoundError, match="c-co is not the master of task t2"):
         master_opening(plan, book.view("c-co"), private, member="c-co", round_number=1, aggregate_data=aggregate)
     opening = master_opening(plan, book.view("b-co"), private, member="b-co", round_number=1,
                              aggregate_data=aggregate)
+    assert book.votes[("t2", 1)]["b-co"]["partial_sha256"] == digest_of(opening)
     with pytest.raises(RoundError, match="the ledger names b-co"):
-        finish_opened(plan, book.view("a-co"), escrow_world["store"], round_number=1, global_model=np.zeros(4),
+        finish_opened(plan, book.view(leader), escrow_world["store"], round_number=1, global_model=np.zeros(4),
                       aggregate_data=aggregate, master="c-co", opening=opening)
-    result = finish_opened(plan, book.view("a-co"), escrow_world["store"], round_number=1, global_model=np.zeros(4),
+    result = finish_opened(plan, book.view(leader), escrow_world["store"], round_number=1, global_model=np.zeros(4),
                            aggregate_data=aggregate, master="b-co", opening=opening)
 
     assert result.used_members == ("b-co",)
     assert book.rounds[("t2", 1)]["status"] == RoundStatus.CLOSED
+    assert book.rounds[("t2", 1)]["decrypted_by"] == ["b-co"]
     assert np.all(np.abs(result.average_update - 0.2) < 8 * 100 / np.sqrt(3) / 10)
 
 
-def test_under_escrow_a_forged_opening_is_refused_and_the_round_stays_verified(escrow_world: dict[str, Any]) -> None:
-    from fedledger.crypto.opening import Opening, dump_opening, load_opening
-    from fedledger.fl.rounds import finish_opened, master_opening
+def test_under_escrow_the_ledger_closes_a_round_only_naming_the_master(escrow_world: dict[str, Any]) -> None:
+    book, leader = escrow_world["book"], escrow_world["leader"]
+    # c-co, not the master, records a hash as if it had decrypted: a close naming it is refused.
+    book.view("c-co").record_partial("t2", 1, partial_sha256="e" * 64)
 
-    book, plan, aggregate, private = (escrow_world[k] for k in ("book", "plan", "aggregate", "private"))
-    honest = load_opening(master_opening(plan, book.view("b-co"), private, member="b-co", round_number=1,
-                                         aggregate_data=aggregate))
-    forged = dump_opening(Opening((honest.plaintexts[0] + 1, *honest.plaintexts[1:]), honest.nonces))
+    with pytest.raises(MemoryLedgerError, match="decrypted by its master b-co alone"):
+        book.view(leader).close_round("t2", 1, model_sha256="c" * 64, decrypted_by=["c-co"])
+    assert book.rounds[("t2", 1)]["status"] == RoundStatus.VERIFIED
+
+
+def _forged(escrow_world: dict[str, Any]) -> bytes:
+    from fedledger.crypto.opening import Opening, dump_opening, open_vector
+
+    plan, private, aggregate = escrow_world["plan"], escrow_world["private"], escrow_world["aggregate"]
+    honest = open_vector(private, load_vector(aggregate, plan.public_key, plan.layout))
+    return dump_opening(Opening((honest.plaintexts[0] + 1, *honest.plaintexts[1:]), honest.nonces))
+
+
+def test_under_escrow_an_opening_other_than_the_recorded_one_is_refused_and_the_round_stays_verified(
+        escrow_world: dict[str, Any]) -> None:
+    book, plan, aggregate, private, leader = (escrow_world[k] for k in ("book", "plan", "aggregate", "private",
+                                                                        "leader"))
+    master_opening(plan, book.view("b-co"), private, member="b-co", round_number=1, aggregate_data=aggregate)
+
+    with pytest.raises(RoundError, match="decryption hashes to .*, the ledger records"):
+        finish_opened(plan, book.view(leader), escrow_world["store"], round_number=1, global_model=np.zeros(4),
+                      aggregate_data=aggregate, master="b-co", opening=_forged(escrow_world))
+    assert book.rounds[("t2", 1)]["status"] == RoundStatus.VERIFIED
+
+
+def test_under_escrow_a_forged_opening_the_master_recorded_is_refused_and_the_round_stays_verified(
+        escrow_world: dict[str, Any]) -> None:
+    book, plan, aggregate, leader = (escrow_world[k] for k in ("book", "plan", "aggregate", "leader"))
+    forged = _forged(escrow_world)
+    # A lying master records its forged opening's hash: the hash check passes, the re-encryption does not.
+    book.view("b-co").record_partial("t2", 1, partial_sha256=digest_of(forged))
 
     with pytest.raises(RoundError, match="decryption of round 1 is refused"):
-        finish_opened(plan, book.view("a-co"), escrow_world["store"], round_number=1, global_model=np.zeros(4),
+        finish_opened(plan, book.view(leader), escrow_world["store"], round_number=1, global_model=np.zeros(4),
                       aggregate_data=aggregate, master="b-co", opening=forged)
     assert book.rounds[("t2", 1)]["status"] == RoundStatus.VERIFIED

@@ -9,7 +9,7 @@ import pytest
 
 from fedledger.errors import PrivacyError
 from fedledger.fl.publish import TaskSpec
-from fedledger.fl.rounds import NoiseMode, PrivacyUnit
+from fedledger.fl.rounds import Description, NoiseMode, PrivacyUnit
 
 COMPANIES = ("a-co", "b-co", "c-co")
 
@@ -17,7 +17,7 @@ COMPANIES = ("a-co", "b-co", "c-co")
 def spec(**privacy: Any) -> TaskSpec:
     """A task for three companies with ``privacy`` overriding the defaults."""
     return TaskSpec(task_id="t1", model="breast-cancer-logreg", dataset="bundled", rounds=3, participants=COMPANIES,
-                    committee=COMPANIES, aggregator="a-co", dealer="kmc", threshold=2, quorum=2, min_participants=2,
+                    committee=COMPANIES, dealer="kmc", threshold=2, quorum=2, min_participants=2,
                     max_weight=100, epsilon_budget=8.0, delta=1e-5, clip_norm=4.0, noise_multiplier=1.1, **privacy)
 
 
@@ -92,3 +92,25 @@ def test_a_label_epsilon_too_small_for_the_ledger_is_written_as_0_not_minus_0() 
     dp = spec(label_epsilon=-1e-9).genesis(initial_model_sha256="0" * 64)["dp"]
 
     assert dp["label_epsilon"] == "0"
+
+
+def test_the_genesis_elects_its_leaders_and_bounds_claims_instead_of_naming_an_aggregator() -> None:
+    task = spec(leader_window_seconds=45, millis_per_sample=20, reputation_gain=10)
+
+    genesis = task.genesis(initial_model_sha256="0" * 64)
+
+    assert "aggregator" not in genesis
+    # An update claims at most max-weight samples (the weight cap of the sum), each at most millis-per-sample.
+    assert (genesis["leader_window_seconds"], genesis["max_samples"], genesis["millis_per_sample"],
+            genesis["reputation_gain"]) == (45, 100, 20, 10)
+
+
+def test_the_server_step_is_part_of_the_tasks_description_on_the_ledger() -> None:
+    description = Description.from_json(spec(server_lr=2.5, server_momentum=0.9).genesis(
+        initial_model_sha256="0" * 64)["model"]["description"])
+
+    assert (description.server_lr, description.server_momentum) == (2.5, 0.9)
+    step = description.server_step()
+    assert (step.lr, step.momentum, step.previous) == (2.5, 0.9, None)
+    defaults = Description.from_json(spec().genesis(initial_model_sha256="0" * 64)["model"]["description"])
+    assert (defaults.server_lr, defaults.server_momentum) == (1.0, 0.0)  # FedAvg

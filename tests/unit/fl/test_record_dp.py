@@ -12,29 +12,23 @@ import numpy as np
 import pytest
 
 from fedledger.crypto import KeyShare, deal_threshold_key, dump_threshold_key
-from fedledger.fl.artifacts import DirectoryStore, digest_of
+from fedledger.fl.artifacts import digest_of
 from fedledger.fl.dpsgd import clipped_gradient_sum
-from fedledger.fl.memory import MemoryLedger
-from fedledger.fl.publish import TaskSpec
+from fedledger.fl.memory import MemoryLedgerError
 from fedledger.fl.rounds import (
     NoiseMode,
     PrivacyUnit,
     RoundError,
     RoundStatus,
     ServerStep,
-    TaskPlan,
     contribute,
-    decryption_share,
-    finish,
-    lead,
     model_bytes,
-    open_round,
-    verify,
 )
 from fedledger.fl.task import build_model, get_flat, load_dataset
-from fedledger.privacy import RdpAccountant
+from fedledger.privacy import RdpAccountant, epsilon_micro
 
-COMPANIES = ("a-co", "b-co", "c-co")
+from .memory_round import COMPANIES, MemoryTask, task_spec
+
 RECORDS = 120
 
 
@@ -43,49 +37,32 @@ def dealt() -> tuple[Any, list[KeyShare]]:
     return deal_threshold_key(threshold=2, parties=3, key_bits=512)
 
 
-def _world(dealt: tuple[Any, list[KeyShare]], tmp_path: Path, **privacy: Any) -> dict[str, Any]:
+def _world(dealt: tuple[Any, list[KeyShare]], tmp_path: Path, **privacy: Any) -> MemoryTask:
+    """A record-level task (distributed noise, q = 0.5) with ``privacy`` overriding it."""
     key, shares = dealt
     settings: dict[str, Any] = {"unit": PrivacyUnit.RECORD, "noise_mode": NoiseMode.DISTRIBUTED, "sample_rate": 0.5,
-                                "noise_multiplier": 1.0, "clip_norm": 1.0, **privacy}
-    spec = TaskSpec(task_id="t1", model="breast-cancer-logreg", dataset="bundled", rounds=3, participants=COMPANIES,
-                    committee=COMPANIES, aggregator="a-co", dealer="kmc", threshold=2, quorum=2, min_participants=2,
-                    max_weight=RECORDS, epsilon_budget=50.0, delta=1e-5, key_bits=512, **settings)
-    book = MemoryLedger()
+                                "noise_multiplier": 1.0, "clip_norm": 1.0, "max_weight": RECORDS, **privacy}
     initial = get_flat(build_model("breast-cancer-logreg", seed=0))
-    book.create_task(spec.genesis(initial_model_sha256=digest_of(model_bytes(initial))), publisher="coord",
-                     public_key=dump_threshold_key(key))
-    plan = TaskPlan.load(book.view("coord"), "t1")
-    open_round(plan, book.view("coord"), 1)
-    stores = {c: DirectoryStore(tmp_path / c) for c in (*COMPANIES, "coord")}
-    return {"book": book, "plan": plan, "stores": stores, "shares": dict(zip(COMPANIES, shares)), "initial": initial}
-
-
-def _close(w: dict[str, Any], updates: dict[str, bytes], server_lr: float) -> Any:
-    plan, book, stores = w["plan"], w["book"], w["stores"]
-    aggregate = lead(plan, book.view("a-co"), stores["a-co"], round_number=1, updates=updates).data
-    for c in COMPANIES:
-        assert verify(plan, book.view(c), stores[c], round_number=1, updates=updates, aggregate_data=aggregate)[0]
-    partials = {m: decryption_share(plan, book.view(m), w["shares"][m], member=m, round_number=1,
-                                    aggregate_data=aggregate) for m in ("a-co", "b-co")}
-    return finish(plan, book.view("a-co"), stores["a-co"], round_number=1, global_model=w["initial"],
-                  aggregate_data=aggregate, partials=partials, step=ServerStep(lr=server_lr))
+    return MemoryTask.publish(task_spec(**settings), dump_threshold_key(key), tmp_path, shares=shares,
+                              initial_model_sha256=digest_of(model_bytes(initial)))
 
 
 def test_a_record_level_round_is_one_dp_sgd_step_on_the_union_of_the_companies_data(
         dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> None:
-    w = _world(dealt, tmp_path)
-    plan = w["plan"]
+    # The server step is the task's: its description on the ledger says lr 2, and the leader applies it.
+    task = _world(dealt, tmp_path, server_lr=2.0)
+    plan = task.plan
     data = load_dataset("breast-cancer-logreg", seed=0)
     model = build_model("breast-cancer-logreg", seed=0)
-    sums, updates = [], {}
+    initial = get_flat(model)
+    sums, vectors = [], {}
     for i, c in enumerate(COMPANIES):
         x, y = data.x_train[i * RECORDS:(i + 1) * RECORDS], data.y_train[i * RECORDS:(i + 1) * RECORDS]
         summed = clipped_gradient_sum(model, x, y, sample_rate=plan.sample_rate, clip_norm=plan.clip_norm)
         sums.append(summed.vector)
-        updates[c] = contribute(plan, w["book"].view(c), w["stores"][c], company=c, round_number=1,
-                                update=-summed.vector, samples=RECORDS, compute_millis=1).data
+        vectors[c] = -summed.vector
 
-    result = _close(w, updates, server_lr=2.0)
+    result = task.run_round(1, vectors, global_model=initial, samples=RECORDS)
 
     # DP-SGD's step: the noised sum of clipped gradients over the expected batch q * sum(n_k).
     expected_batch = plan.sample_rate * RECORDS * len(COMPANIES)
@@ -95,48 +72,54 @@ def test_a_record_level_round_is_one_dp_sgd_step_on_the_union_of_the_companies_d
     error = result.average_update - clean
     assert np.all(np.abs(error) < 6 * noise_std)
     assert 0.4 * noise_std < float(np.std(error)) < 2 * noise_std  # the booked noise is really there
-    np.testing.assert_allclose(result.model, (w["initial"] + 2.0 * result.average_update).astype(np.float32),
-                               rtol=1e-6)
-    assert w["book"].rounds[("t1", 1)]["status"] == RoundStatus.CLOSED
+    assert plan.description.server_lr == 2.0
+    np.testing.assert_allclose(result.model, (initial + 2.0 * result.average_update).astype(np.float32), rtol=1e-6)
+    assert task.round(1)["status"] == RoundStatus.CLOSED
 
 
 def test_noise_shares_are_sized_for_the_minimum_participants(dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> None:
-    record = _world(dealt, tmp_path / "r")["plan"]
+    record = _world(dealt, tmp_path / "r").plan
     assert record.gradient_sum and record.weight(RECORDS) == 1
     assert math.isclose(record.noise_share_std(1), 1.0 * 1.0 / math.sqrt(2))
-    company = _world(dealt, tmp_path / "c", unit=PrivacyUnit.COMPANY, sample_rate=1.0)["plan"]
+    company = _world(dealt, tmp_path / "c", unit=PrivacyUnit.COMPANY, sample_rate=1.0).plan
     assert not company.gradient_sum and company.weight(60) == 60
     assert math.isclose(company.noise_share_std(60), 1.0 * 1.0 * RECORDS / math.sqrt(2) / 60)
-    local = _world(dealt, tmp_path / "l", noise_mode=NoiseMode.LOCAL, steps_per_round=5)["plan"]
+    local = _world(dealt, tmp_path / "l", noise_mode=NoiseMode.LOCAL, steps_per_round=5).plan
     assert local.noise_share_std(60) == 0.0  # its DP-SGD noised every step already
 
 
 def test_a_round_with_fewer_updates_than_noise_shares_is_refused_before_anything_is_recorded(
         dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> None:
-    w = _world(dealt, tmp_path)
-    receipt = contribute(w["plan"], w["book"].view("a-co"), w["stores"]["a-co"], company="a-co", round_number=1,
-                         update=np.zeros(62), samples=RECORDS, compute_millis=1)
+    # The rule is now the ledger's: collection closes only on min-participants updates (each carries 1/m of
+    # the noise booked), and no leader aggregates before collection has closed.
+    task = _world(dealt, tmp_path)
+    task.open(1)
+    updates = task.contribute(1, {"a-co": np.zeros(62)}, samples=RECORDS)
 
-    with pytest.raises(RoundError, match="has 1 update.*needs at least 2 .*noise booked"):
-        lead(w["plan"], w["book"].view("a-co"), w["stores"]["a-co"], round_number=1, updates={"a-co": receipt.data})
-    record = w["book"].rounds[("t1", 1)]
-    assert record["status"] == RoundStatus.COLLECTING and "aggregate" not in record
+    with pytest.raises(MemoryLedgerError, match="with 1 update\\(s\\): collection cannot close"):
+        task.close_collection(1)
+    with pytest.raises(RoundError, match="is collecting: an aggregate is made once collection has closed"):
+        task.lead(1, updates, company="a-co")
+    record = task.round(1)
+    assert record["status"] == RoundStatus.COLLECTING and "aggregate" not in record and "collected" not in record
 
 
 def test_a_company_with_more_records_than_the_task_sizes_sums_for_is_refused(
         dealt: tuple[Any, list[KeyShare]], tmp_path: Path) -> None:
-    w = _world(dealt, tmp_path)
+    task = _world(dealt, tmp_path)
+    task.open(1)
     with pytest.raises(RoundError, match=f"at most {RECORDS}"):
-        contribute(w["plan"], w["book"].view("a-co"), w["stores"]["a-co"], company="a-co", round_number=1,
+        contribute(task.plan, task.ledger("a-co"), task.stores["a-co"], company="a-co", round_number=1,
                    update=np.zeros(62), samples=RECORDS + 1, compute_millis=1)
-    assert w["book"].view("coord").list_updates("t1", 1) == []
+    assert task.ledger("coord").list_updates("t1", 1) == []
 
 
 def test_the_epsilon_booked_is_the_accountants_for_the_tasks_unit(dealt: tuple[Any, list[KeyShare]],
                                                                   tmp_path: Path) -> None:
-    record = _world(dealt, tmp_path / "r", label_epsilon=0.5)["plan"]
-    company = _world(dealt, tmp_path / "c", unit=PrivacyUnit.COMPANY, sample_rate=1.0)["plan"]
-    local = _world(dealt, tmp_path / "l", noise_mode=NoiseMode.LOCAL, steps_per_round=5)["plan"]
+    tasks = {"record": _world(dealt, tmp_path / "r", label_epsilon=0.5),
+             "company": _world(dealt, tmp_path / "c", unit=PrivacyUnit.COMPANY, sample_rate=1.0),
+             "local": _world(dealt, tmp_path / "l", noise_mode=NoiseMode.LOCAL, steps_per_round=5)}
+    record, company, local = (tasks[k].plan for k in ("record", "company", "local"))
 
     assert record.epsilon_after(3) == RdpAccountant(noise_multiplier=1.0, sample_rate=0.5,
                                                     label_epsilon=0.5).epsilon_after(3, delta=1e-5)
@@ -144,6 +127,10 @@ def test_the_epsilon_booked_is_the_accountants_for_the_tasks_unit(dealt: tuple[A
                                                    steps_per_round=5).epsilon_after(3, delta=1e-5)
     # Sampling amplifies: the same noise costs less per record than per company.
     assert record.epsilon_after(3) - 0.5 < company.epsilon_after(3)
+    # The ledger books the same accountant's epsilon itself when a round opens, in millionths rounded up.
+    for task in tasks.values():
+        task.open(1)
+        assert task.round(1)["epsilon_after_micro"] == epsilon_micro(task.plan.epsilon_after(1))
 
 
 def test_labels_are_randomized_once_per_task_and_kept_private(tmp_path: Path) -> None:
