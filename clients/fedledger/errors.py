@@ -3,35 +3,35 @@
 ::
 
     FedLedgerError
-    └── CryptoError                    anything the crypto core refuses
-        ├── KeyMismatchError           operands belong to different keys or layouts
-        ├── EncodingError              values that cannot be quantized into a layout
-        ├── CapacityError              a sum past the layout's declared maximum
-        ├── MalformedCiphertextError   bytes that do not parse as a packed vector
-        ├── DecryptionShareError       a partial decryption whose proof fails (names its holder)
-        ├── KeyRecoveryError           escrowed key shares that cannot rebuild the key
-        └── VrfError                   a VRF key or proof that does not verify
-    ├── PrivacyError                   an invalid privacy parameter
-    ├── ArtifactError                  an artifact is missing, malformed or fails its hash
-    ├── DataError                      a dataset or parameter vector missing, malformed or misshapen
-    ├── TaskSpecError                  a task parameter the chaincode's genesis would refuse (names its key)
-    │   └── TaskFileError              a task file unreadable, unparsable, or with a value of the wrong type
-    └── FabricError                    anything on the Fabric side
-        ├── CAError                    the Fabric CA refused a request (carries its codes)
-        │   └── CAUnreachableError     the CA could not be reached or its TLS did not verify
-        ├── WalletError                a wallet entry is missing, duplicated or damaged
-        ├── GatewayError               a Fabric Gateway call failed (gRPC code, per-peer details)
-        │   ├── EndorseError           the proposal was not endorsed (carries tx_id)
-        │   ├── SubmitError            the ordering service did not accept it (carries tx_id)
-        │   ├── CommitStatusError      its commit status could not be read (carries tx_id)
-        │   └── AccessDeniedError      a peer or orderer refused the identity; says why where it can (cause)
-        ├── CommitError                ordered, but committed as invalid (tx_id, validation code)
-        │   └── ReplayedTransactionError  committed before this submission: a replayed envelope wrote nothing
-        └── KeyIntegrityError          a key or sealed share read from the ledger fails its hash
-    └── NetworkError                   bringing the consortium up, inspecting or stopping it
-        ├── NetworkConfigError         an invalid consortium file
-        ├── NetworkStateError          up when already up, a half-started network, down when not up
-        └── NodeError                  a node that did not start or answer (names it and its log)
+    ├── CryptoError                        anything the crypto core refuses
+    │   ├── KeyMismatchError               operands belong to different keys or layouts
+    │   ├── EncodingError                  values that cannot be quantized into a layout
+    │   ├── CapacityError                  a sum past the layout's declared maximum
+    │   ├── MalformedCiphertextError       bytes that do not parse as a packed vector
+    │   ├── DecryptionShareError           a partial decryption whose proof fails (names its holder)
+    │   ├── KeyRecoveryError               escrowed key shares that cannot rebuild the key
+    │   └── VrfError                       a VRF key or proof that does not verify
+    ├── PrivacyError                       an invalid privacy parameter
+    ├── ArtifactError                      an artifact is missing, malformed or fails its hash
+    ├── DataError                          a dataset or parameter vector missing, malformed or misshapen
+    ├── TaskSpecError                      a task parameter the chaincode's genesis would refuse (names its key)
+    │   └── TaskFileError                  a task file unreadable, unparsable, or with a value of the wrong type
+    ├── FabricError                        anything on the Fabric side
+    │   ├── CAError                        the Fabric CA refused a request (carries its codes)
+    │   │   └── CAUnreachableError         the CA could not be reached or its TLS did not verify
+    │   ├── WalletError                    a wallet entry is missing, duplicated or damaged
+    │   ├── GatewayError                   a Fabric Gateway call failed (gRPC code, per-peer details)
+    │   │   ├── EndorseError               the proposal was not endorsed (carries tx_id)
+    │   │   ├── SubmitError                the ordering service did not accept it (carries tx_id)
+    │   │   ├── CommitStatusError          its commit status could not be read (carries tx_id)
+    │   │   └── AccessDeniedError          a peer or orderer refused the identity; says why, where it can
+    │   ├── CommitError                    ordered, but committed as invalid (tx_id, validation code)
+    │   │   └── ReplayedTransactionError   on the ledger before it was submitted: a replay, nothing written
+    │   └── KeyIntegrityError              a key or sealed share read from the ledger fails its hash
+    └── NetworkError                       bringing the consortium up, inspecting or stopping it
+        ├── NetworkConfigError             an invalid consortium file
+        ├── NetworkStateError              up when already up, a half-started network, down when not up
+        └── NodeError                      a node that did not start or answer (names it and its log)
 """
 
 from __future__ import annotations

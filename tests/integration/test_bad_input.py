@@ -28,7 +28,7 @@ from tests.unit.fabric.certs import self_signed
 def first_org(consortium: Consortium) -> str:
     orgs = consortium.profile["orgs"]
     assert isinstance(orgs, dict)
-    return sorted(orgs)[0]
+    return str(sorted(orgs)[0])
 
 
 @contextmanager

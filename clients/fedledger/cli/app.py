@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"fedledger: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as err:  # noqa: BLE001 - the last resort: a user never sees a traceback
+    except Exception as err:  # the last resort: a user never sees a traceback
         if os.environ.get("FEDLEDGER_TRACEBACK"):
             traceback.print_exc()
         print(f"fedledger: unexpected {type(err).__name__}: {err}; this is a bug in FedLedger, please report it "

@@ -38,7 +38,8 @@ _REQUIRED = ("task-id", "model", "rounds", "participants", "committee", "dealer"
 # Task ids and round numbers as the ledger has them (chaincode/ledger: checkName, Genesis.validate).
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _MAX_ROUNDS = 100_000
-# A task file is a few hundred bytes; refusing a huge one keeps a wrong path (a dataset, a device) from being read whole.
+# A task file is a few hundred bytes; refusing a huge one keeps a wrong path (a dataset, a device) from being
+# read whole.
 _MAX_TASK_FILE_BYTES = 1 << 20
 
 

@@ -278,8 +278,8 @@ def explain_denial(msp_id: str, certificate_pem: bytes, *, signed: tuple[bytes, 
         return (DenialCause.UNKNOWN_MSP, f"{refuser} could not place {who} in any organization{channel}: {msp_id} is "
                                          f"not one of the channel's MSPs, or the certificate was not issued by one of "
                                          f"{msp_id}'s CAs", subject)
-    return (DenialCause.UNEXPLAINED, f"{refuser} denied access to {subject} ({msp_id}): the certificate may be revoked, "
-                                     f"expired, or not issued by a CA of the channel's MSP {msp_id}", subject)
+    return (DenialCause.UNEXPLAINED, f"{refuser} denied access to {subject} ({msp_id}): the certificate may be "
+                                     f"revoked, expired, or not issued by a CA of the channel's MSP {msp_id}", subject)
 
 
 def rpc_error_parts(err: grpc.RpcError) -> tuple[str, str, list[ErrorDetail]]:
@@ -370,8 +370,8 @@ class GatewayClient:
         # Without per-peer details the gateway's own words would be lost: keep them after the explanation.
         words = "" if details else f" (Fabric said {code}: {message})"
         text = f"{operation} failed at the Fabric Gateway {self.address}: {explanation}{words}"
-        return AccessDeniedError(text, cause=cause, stage=stage, tx_id=tx_id or str(getattr(request, "transaction_id", "")),
-                                 msp_id=msp_id, subject=subject, code=code, details=details, address=self.address)
+        return AccessDeniedError(text, cause=cause, stage=stage, tx_id=tx_id, msp_id=msp_id, subject=subject,
+                                 code=code, details=details, address=self.address)
 
     def evaluate(self, request: Any, operation: str, *, error: StageError | None = None, tx_id: str = "") -> Any:
         """Evaluate a proposal; a failure raises ``error`` for ``tx_id`` (by default a GatewayError)."""

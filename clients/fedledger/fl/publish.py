@@ -118,7 +118,8 @@ class TaskSpec:
             if not names:
                 raise TaskSpecError(key, "must name at least one company")
             if len(set(names)) != len(names):
-                raise TaskSpecError(key, f"lists a company twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+                twice = sorted(n for n in set(names) if names.count(n) > 1)
+                raise TaskSpecError(key, f"lists a company twice: {twice}")
         committee, participants = len(self.committee), len(self.participants)
         for key, value, low, high, bound in (
                 ("rounds", self.rounds, 1, _MAX_ROUNDS, ""),

@@ -18,7 +18,8 @@ from .fakes import FailedCall, FakeGateway, rpc_status, scripted
 
 PEER = "127.0.0.1:7051"
 ENDORSER_DENIAL = "error validating proposal: access denied: channel [fedledger] creator org [ManufacturerMSP]"
-UNPLACED_DENIAL = "error validating proposal: access denied: channel [fedledger] creator org unknown, creator is malformed"
+UNPLACED_DENIAL = ("error validating proposal: access denied: channel [fedledger] creator org unknown, creator is "
+                   "malformed")
 ORDERER_DENIAL = ("received unsuccessful response from orderer: status=FORBIDDEN, info=implicit policy evaluation "
                   "failed - 0 sub-policies were satisfied, but this policy requires 1 of the 'Writers' sub-policies "
                   "to be satisfied: permission denied")
