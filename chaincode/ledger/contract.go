@@ -134,6 +134,13 @@ var (
 	hexPattern  = regexp.MustCompile(`^[0-9a-f]+$`)
 )
 
+// repeats reports whether a list of names holds one twice.
+func repeats(names []string) bool {
+	sorted := slices.Clone(names)
+	slices.Sort(sorted)
+	return len(slices.Compact(sorted)) != len(names)
+}
+
 func checkName(kind, name string) error {
 	if !namePattern.MatchString(name) {
 		return fmt.Errorf("%s name %q is invalid: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit", kind, name)

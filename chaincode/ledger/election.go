@@ -105,14 +105,11 @@ func electionInput(round *Round) ([]byte, error) {
 // verified on the round's seed against the VRF key the caller recorded. Only an active member of
 // the task's committee may, once per round, before collection closes.
 func (c *Contract) SubmitElectionProof(ctx contractapi.TransactionContextInterface, taskID, round, proofHex string) error {
-	n, err := parseRound(round)
+	member, task, r, err := actInRound(ctx, RoleCommittee, taskID, round)
 	if err != nil {
 		return err
 	}
-	member, task, r, err := actInRound(ctx, RoleCommittee, taskID, n)
-	if err != nil {
-		return err
-	}
+	n := r.Number
 	if !slices.Contains(task.Committee, member.Name) {
 		return fmt.Errorf("company %s is not on the committee of task %s and stands for no election", member.Name, taskID)
 	}
@@ -201,11 +198,16 @@ func elect(ctx contractapi.TransactionContextInterface, task *Task, r *Round, no
 	}, nil
 }
 
-// slot is how many ranks may record the aggregate at ledger time now: the first from the close
-// of collection, one more each window after.
-func (e *Election) slot(now int64) int {
+// passed is how many ranked members' whole windows have passed at ledger time now.
+func (e *Election) passed(now int64) int {
 	elapsed := max(now-e.ClosedAt, 0)
-	return int(min(elapsed/e.WindowSeconds, int64(len(e.Ranking)-1)))
+	return int(min(elapsed/e.WindowSeconds, int64(len(e.Ranking))))
+}
+
+// slot is the lowest rank (0 = first) that may record the aggregate at ledger time now: the
+// first from the close of collection, one more each window after.
+func (e *Election) slot(now int64) int {
+	return min(e.passed(now), len(e.Ranking)-1)
 }
 
 // missedSlots penalizes every member ranked above rank whose whole window has passed.

@@ -107,14 +107,19 @@ func taskAndRound(ctx contractapi.TransactionContextInterface, taskID string, n 
 	return task, round, err
 }
 
-// actInRound identifies the acting company (holding role, if any) and loads the task and round.
-func actInRound(ctx contractapi.TransactionContextInterface, role, taskID string, n int) (*Company, *Task, *Round, error) {
+// actInRound parses a round argument, identifies the acting company (holding role, if any) and
+// loads the task and the round: how every transaction on a round begins.
+func actInRound(ctx contractapi.TransactionContextInterface, role, taskID, round string) (*Company, *Task, *Round, error) {
+	n, err := parseRound(round)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	company, err := actingCompany(ctx, role)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	task, round, err := taskAndRound(ctx, taskID, n)
-	return company, task, round, err
+	task, r, err := taskAndRound(ctx, taskID, n)
+	return company, task, r, err
 }
 
 // taskOfPublisher loads a task for a transaction only its publisher may make (what it may do, for
@@ -201,14 +206,11 @@ func (c *Contract) OpenRound(ctx contractapi.TransactionContextInterface, taskID
 // may claim at most max_samples samples and millis_per_sample of compute for each.
 func (c *Contract) SubmitUpdate(ctx contractapi.TransactionContextInterface, taskID, round string,
 	artifactSHA256, sizeText, samplesText, computeText string) error {
-	n, err := parseRound(round)
+	company, task, r, err := actInRound(ctx, RoleParticipant, taskID, round)
 	if err != nil {
 		return err
 	}
-	company, task, r, err := actInRound(ctx, RoleParticipant, taskID, n)
-	if err != nil {
-		return err
-	}
+	n := r.Number
 	if !slices.Contains(task.Participants, company.Name) {
 		return fmt.Errorf("company %s is not a participant of task %s", company.Name, taskID)
 	}
@@ -316,14 +318,11 @@ func (c *Contract) CloseCollection(ctx contractapi.TransactionContextInterface, 
 // its missed slot, and the failover is recorded.
 func (c *Contract) RecordAggregate(ctx contractapi.TransactionContextInterface, taskID, round string,
 	includedJSON string, aggregateSHA256 string) error {
-	n, err := parseRound(round)
+	company, task, r, err := actInRound(ctx, RoleCommittee, taskID, round)
 	if err != nil {
 		return err
 	}
-	company, task, r, err := actInRound(ctx, RoleCommittee, taskID, n)
-	if err != nil {
-		return err
-	}
+	n := r.Number
 	if r.Status != RoundCollected {
 		return fmt.Errorf("round %d of task %s is %s: an aggregate is recorded only once collection has closed, and once", n, taskID, r.Status)
 	}
@@ -381,9 +380,7 @@ func (c *Contract) RecordAggregate(ctx contractapi.TransactionContextInterface, 
 // sameSet refuses a list of companies that is not exactly the expected set, naming what it
 // omits and what it adds.
 func sameSet(what string, got, want []string, wantName string) error {
-	sorted := slices.Clone(got)
-	slices.Sort(sorted)
-	if len(slices.Compact(sorted)) != len(got) {
+	if repeats(got) {
 		return fmt.Errorf("%s lists a company twice", what)
 	}
 	var omitted, added []string
@@ -412,15 +409,12 @@ func sameSet(what string, got, want []string, wantName string) error {
 // the quorum of valid votes the round is verified; when the quorum can no longer be reached it
 // fails and its leader is penalized. A demoted member's vote is recorded without counting.
 func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID, round, validText, reason, partialSHA256 string) error {
-	n, err := parseRound(round)
+	member, task, r, err := actInRound(ctx, RoleCommittee, taskID, round)
 	if err != nil {
 		return err
 	}
+	n := r.Number
 	valid, err := parseBool("valid", validText)
-	if err != nil {
-		return err
-	}
-	member, task, r, err := actInRound(ctx, RoleCommittee, taskID, n)
 	if err != nil {
 		return err
 	}
@@ -501,14 +495,11 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID, rou
 // the master's opening) of round n's aggregate, for a member whose counted valid vote is on the
 // ledger without one.
 func (c *Contract) RecordPartial(ctx contractapi.TransactionContextInterface, taskID, round, partialSHA256 string) error {
-	n, err := parseRound(round)
+	member, _, r, err := actInRound(ctx, RoleCommittee, taskID, round)
 	if err != nil {
 		return err
 	}
-	member, _, r, err := actInRound(ctx, RoleCommittee, taskID, n)
-	if err != nil {
-		return err
-	}
+	n := r.Number
 	if r.Status != RoundAggregated && r.Status != RoundVerified {
 		return fmt.Errorf("round %d of task %s is %s: partial decryptions are recorded only for a recorded aggregate", n, taskID, r.Status)
 	}
@@ -544,14 +535,11 @@ func (c *Contract) RecordPartial(ctx contractapi.TransactionContextInterface, ta
 // contribution (formulas 7 and 11 of 002_d2037c4d31fbcea0.txt), credits every duty done and
 // penalizes every duty missed.
 func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskID, round, modelSHA256, decryptedByJSON string) error {
-	n, err := parseRound(round)
+	closer, task, r, err := actInRound(ctx, "", taskID, round)
 	if err != nil {
 		return err
 	}
-	closer, task, r, err := actInRound(ctx, "", taskID, n)
-	if err != nil {
-		return err
-	}
+	n := r.Number
 	if closer.Name != task.Publisher && closer.Name != r.Leader {
 		return fmt.Errorf("only the publisher %s or the leader %s may close round %d", task.Publisher, r.Leader, n)
 	}
@@ -629,9 +617,7 @@ func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskI
 // checkDecryptedBy checks who a close says decrypted the aggregate: distinct members with
 // counted valid votes and recorded partials, as many as the task's custody needs.
 func checkDecryptedBy(task *Task, decryptedBy []string, votes []Vote) error {
-	sorted := slices.Clone(decryptedBy)
-	slices.Sort(sorted)
-	if len(slices.Compact(sorted)) != len(decryptedBy) {
+	if repeats(decryptedBy) {
 		return fmt.Errorf("the list of decrypting members names a member twice")
 	}
 	switch task.Encryption.KeyCustody {
@@ -750,8 +736,7 @@ func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID
 	case RoundOpen, RoundCollecting:
 	case RoundCollected:
 		// Every ranked member whose whole window has passed let its slot go.
-		passed := int(min((now-r.Election.ClosedAt)/r.Election.WindowSeconds, int64(len(r.Election.Ranking))))
-		if err := r.Election.missedSlots(book, task, passed); err != nil {
+		if err := r.Election.missedSlots(book, task, r.Election.passed(now)); err != nil {
 			return err
 		}
 	case RoundAggregated, RoundVerified:
@@ -761,15 +746,16 @@ func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID
 		}
 		// A round whose aggregate its recorded partials already decrypt must be closed, and pay its
 		// epsilon: failing it would release the aggregate off the books.
-		partials := 0
+		partials, needed := 0, task.Encryption.Threshold
 		for _, v := range votes {
-			if v.Valid && v.Counted && v.PartialSHA256 != "" &&
-				(task.Encryption.KeyCustody == CustodyThreshold || v.Member == task.Master) {
+			if v.Valid && v.Counted && v.PartialSHA256 != "" && (task.Encryption.KeyCustody == CustodyThreshold || v.Member == task.Master) {
 				partials++
 			}
 		}
-		if needed := task.Encryption.Threshold; (task.Encryption.KeyCustody == CustodyEscrow && partials > 0) ||
-			(task.Encryption.KeyCustody == CustodyThreshold && partials >= needed) {
+		if task.Encryption.KeyCustody == CustodyEscrow {
+			needed = 1 // the master's opening alone decrypts
+		}
+		if partials >= needed {
 			return fmt.Errorf("round %d of task %s can be decrypted: the partial decryptions its aggregate needs are on the ledger; close it (and book its epsilon) rather than fail it",
 				n, taskID)
 		}

@@ -227,9 +227,7 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 		what  string
 		names []string
 	}{{"committee", g.Committee}, {"participants", g.Participants}} {
-		sorted := slices.Clone(list.names)
-		slices.Sort(sorted)
-		if len(slices.Compact(sorted)) != len(list.names) {
+		if repeats(list.names) {
 			return 0, fmt.Errorf("%s lists a company twice", list.what)
 		}
 	}

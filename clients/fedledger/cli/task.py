@@ -300,8 +300,8 @@ def run_round_show(args: argparse.Namespace) -> int:
     if record.get("model_sha256"):
         print(f"  model   {record['model_sha256']} decrypted by {', '.join(record.get('decrypted_by', []))}")
     standing = record.get("standing", {})
-    for p in standing.get("penalties", []):
-        print(f"  penalty {p['company']:20} -{p['amount']} for a missed {p['duty']}")
+    for penalty in standing.get("penalties", []):
+        print(f"  penalty {penalty['company']:20} -{penalty['amount']} for a missed {penalty['duty']}")
     for kind in ("demoted", "reinstated"):
         if standing.get(kind):
             print(f"  {kind:7} {', '.join(standing[kind])}")

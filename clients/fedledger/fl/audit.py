@@ -24,7 +24,9 @@ The ledger itself (blocks, signatures, endorsements, peers' agreement) is checke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +50,9 @@ from fedledger.fl.rounds import (
     round_average,
 )
 from fedledger.privacy import epsilon_micro
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,23 +101,32 @@ class _RoundAudit:
         self.n = int(record["number"])
         self.updates: list[UpdateRecord] = ledger.list_updates(plan.task_id, self.n)
         self.votes: list[VoteRecord] = ledger.list_votes(plan.task_id, self.n)
+        self._ciphertexts: dict[str, bytes] = {}
 
-    def check(self, name: str, run: object) -> object:
+    def ciphertext(self, update: UpdateRecord) -> bytes:
+        """An update's ciphertext from the store (read and re-hashed once per round)."""
+        if update["company"] not in self._ciphertexts:
+            self._ciphertexts[update["company"]] = _artifact(self.store, update["artifact_sha256"],
+                                                             f"update of {update['company']}")
+        return self._ciphertexts[update["company"]]
+
+    def check(self, name: str, run: Callable[[], T]) -> T | None:
+        """Record check ``name`` as ``run`` found it (it raises to fail); return what ``run`` returned."""
         try:
-            detail = run() if callable(run) else run  # type: ignore[operator]
+            value = run()
         except _Failed as err:
             self.report.add(self.n, name, False, str(err))
             return None
         except FedLedgerError as err:
             self.report.add(self.n, name, False, f"{type(err).__name__}: {err}")
             return None
-        self.report.add(self.n, name, True, str(detail or ""))
-        return detail
+        self.report.add(self.n, name, True, f"{len(value)} bytes" if isinstance(value, bytes) else str(value or ""))
+        return value
 
     def updates_intact(self) -> None:
         for update in self.updates:
             def one(u: UpdateRecord = update) -> str:
-                size = len(_artifact(self.store, u["artifact_sha256"], f"update of {u['company']}"))
+                size = len(self.ciphertext(u))
                 if size != u["size_bytes"]:
                     raise _Failed(f"{size} bytes, the ledger says {u['size_bytes']}")
                 return f"{size} bytes"
@@ -142,9 +156,8 @@ class _RoundAudit:
     def aggregate(self) -> bytes | None:
         aggregate = self.record.get("aggregate")
         if aggregate is None:
-            self.check(f"round {self.record['status']} without an aggregate",
-                       lambda: "" if self.record["status"] in ("open", "collecting", "collected", "failed")
-                       else (_ for _ in ()).throw(_Failed("a round past collection must have an aggregate")))
+            self.report.add(self.n, f"round {self.record['status']} without an aggregate",
+                            self.record["status"] in ("open", "collecting", "collected", "failed"))
             return None
 
         def exact() -> str:
@@ -157,23 +170,18 @@ class _RoundAudit:
         def recomputed() -> bytes:
             by_company = {u["company"]: u for u in self.updates}
             included = [by_company[c] for c in aggregate["included"] if c in by_company]
-            ciphertexts = {u["company"]: _artifact(self.store, u["artifact_sha256"], f"update of {u['company']}")
-                           for u in included}
+            ciphertexts = {u["company"]: self.ciphertext(u) for u in included}
             mine = aggregate_bytes(self.plan, included, ciphertexts)
             if digest_of(mine) != aggregate["sha256"]:
                 raise _Failed(f"recomputed {digest_of(mine)[:16]}…, recorded {aggregate['sha256'][:16]}…")
-            stored = _artifact(self.store, aggregate["sha256"], "aggregate")
-            return stored
-        data = self.check("aggregate recomputed from the recorded updates", recomputed)
-        return data if isinstance(data, bytes) else None
+            return _artifact(self.store, aggregate["sha256"], "aggregate")
+        return self.check("aggregate recomputed from the recorded updates", recomputed)
 
     def votes_and_quorum(self) -> None:
         if self.record["status"] in ("verified", "closed"):
             counted = sum(1 for v in self.votes if v["valid"] and v.get("counted", True))
-            self.check("a quorum voted the aggregate valid",
-                       lambda: f"{counted} of quorum {self.plan.task['quorum']}" if counted >= self.plan.task["quorum"]
-                       else (_ for _ in ()).throw(_Failed(f"{counted} counted valid votes, quorum "
-                                                          f"{self.plan.task['quorum']}")))
+            self.report.add(self.n, "a quorum voted the aggregate valid", counted >= self.plan.task["quorum"],
+                            f"{counted} counted valid votes, quorum {self.plan.task['quorum']}")
 
     def weighted_sum(self, aggregate_data: bytes) -> tuple[np.ndarray, int]:
         """The decrypted weighted sum, from the recorded partials (or opening), each checked."""
@@ -200,8 +208,8 @@ class _RoundAudit:
             return None
         digest = self.record.get("model_sha256", "")
         stored = self.check("closing model stored and intact", lambda: _artifact(self.store, digest, "closing model"))
-        if not isinstance(stored, bytes) or aggregate_data is None:
-            return stored if isinstance(stored, bytes) else None
+        if stored is None or aggregate_data is None:
+            return stored
         if self.plan.noise_mode is NoiseMode.CENTRAL and self.plan.noise_multiplier > 0:
             self.report.add(self.n, "closing model derived from the partial decryptions", True,
                             "not re-derivable: under central noise the leader adds the noise (trusted)")
@@ -210,8 +218,8 @@ class _RoundAudit:
         def derived() -> str:
             weighted_sum, total = self.weighted_sum(aggregate_data)
             average = round_average(self.plan, self.updates, self.record["aggregate"]["included"], weighted_sum, total)
-            model = next_model(self.plan, model_from_bytes(start), average,
-                               model_from_bytes(previous) if previous is not None else None)
+            step = self.plan.description.server_step(model_from_bytes(previous) if previous is not None else None)
+            model = next_model(step, model_from_bytes(start), average)
             if model_bytes(model) != stored:
                 raise _Failed(f"the previous model stepped along the decrypted average hashes to "
                               f"{digest_of(model_bytes(model))[:16]}…, the ledger records {digest[:16]}…")

@@ -29,7 +29,8 @@ from fedledger.fabric.ledger import (
     UpdateRecord,
     VoteRecord,
 )
-from fedledger.privacy import RdpAccountant, epsilon_micro
+from fedledger.fl.rounds import dp_accountant
+from fedledger.privacy import epsilon_micro
 
 
 class MemoryLedgerError(FedLedgerError):
@@ -134,9 +135,7 @@ class MemoryLedgerView:
         if round_number != task["current_round"] + 1 or round_number > task["rounds"]:
             raise MemoryLedgerError(f"the next round of task {task_id} is {task['current_round'] + 1}")
         dp = task["dp"]
-        epsilon = RdpAccountant(noise_multiplier=float(dp["noise_multiplier"]), sample_rate=float(dp["sample_rate"]),
-                                steps_per_round=int(dp["steps_per_round"]), label_epsilon=float(dp["label_epsilon"]))
-        booked = epsilon_micro(epsilon.epsilon_after(task["closed_rounds"] + 1, delta=float(dp["delta"])))
+        booked = epsilon_micro(dp_accountant(dp).epsilon_after(task["closed_rounds"] + 1, delta=float(dp["delta"])))
         if booked > round(float(dp["epsilon_budget"]) * 1_000_000):
             raise MemoryLedgerError(f"round {round_number} would bring task {task_id} past its budget")
         previous = bytes.fromhex(task["seed0"]) if round_number == 1 else \

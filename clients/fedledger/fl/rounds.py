@@ -62,6 +62,7 @@ from fedledger.crypto.vrf import prove as vrf_prove
 from fedledger.errors import CryptoError, FedLedgerError
 from fedledger.fabric.ledger import (
     CompanyRecord,
+    DPSpec,
     ElectionProofRecord,
     RoundRecord,
     TaskRecord,
@@ -348,10 +349,8 @@ class TaskPlan:
         return max(1, min(int(samples), self.description.max_weight))
 
     def accountant(self) -> RdpAccountant:
-        """The task's RDP accountant: each round is ``steps_per_round`` steps of the Gaussian mechanism
-        sampled at ``sample_rate`` (q = 1 at company level), plus the label noise once."""
-        return RdpAccountant(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
-                             steps_per_round=self.steps_per_round, label_epsilon=self.label_epsilon)
+        """The task's RDP accountant (see ``dp_accountant``)."""
+        return dp_accountant(self.task["dp"])
 
     def epsilon_after(self, rounds: int) -> float:
         """Cumulative epsilon (for the task's unit) once ``rounds`` rounds have closed."""
@@ -375,6 +374,13 @@ def starting_model_sha256(plan: TaskPlan, ledger: LedgerPort, round_number: int)
     if closed == 0:
         return plan.task["model"]["initial_weights_sha256"]
     return ledger.get_round(plan.task_id, closed).get("model_sha256", "")
+
+
+def dp_accountant(dp: DPSpec) -> RdpAccountant:
+    """A task's RDP accountant from its genesis's ``dp``: each round is ``steps_per_round`` steps of the
+    Gaussian mechanism sampled at ``sample_rate`` (q = 1 at company level), plus the label noise once."""
+    return RdpAccountant(noise_multiplier=float(dp["noise_multiplier"]), sample_rate=float(dp["sample_rate"]),
+                         steps_per_round=int(dp["steps_per_round"]), label_epsilon=float(dp["label_epsilon"]))
 
 
 def open_round(plan: TaskPlan, ledger: LedgerPort, round_number: int) -> str:
@@ -478,7 +484,7 @@ def contribute(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, comp
     # W), which the committee's recomputation holds it to; the claimed compute is capped at the
     # task's declared cost per sample, as the chaincode caps it.
     claimed = int(samples) if plan.gradient_sum else min(int(samples), plan.description.max_weight)
-    compute = min(int(compute_millis), claimed * int(plan.task.get("millis_per_sample", 1000)))
+    compute = min(int(compute_millis), claimed * int(plan.task["millis_per_sample"]))
     tx_id = ledger.submit_update(plan.task_id, round_number, artifact_sha256=digest, size_bytes=len(data),
                                  samples=claimed, compute_millis=compute)
     # Kept once the ledger names it: a refused update leaves nothing behind in the company's store.
@@ -486,11 +492,17 @@ def contribute(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, comp
     return UpdateReceipt(company, digest, len(data), claimed, tx_id, data)
 
 
-def aggregate_bytes(plan: TaskPlan, updates: Sequence[UpdateRecord], ciphertexts: Mapping[str, bytes]) -> bytes:
+def aggregate_vector(plan: TaskPlan, updates: Sequence[UpdateRecord],
+                     ciphertexts: Mapping[str, bytes]) -> EncryptedVector:
     """The weighted homomorphic sum of ``updates`` (ledger records), in company order."""
     ordered = sorted(updates, key=lambda u: u["company"])
     vectors = [load_vector(ciphertexts[u["company"]], plan.public_key, plan.layout) for u in ordered]
-    return dump_vector(aggregate(vectors, [plan.weight(u["samples"]) for u in ordered]))
+    return aggregate(vectors, [plan.weight(u["samples"]) for u in ordered])
+
+
+def aggregate_bytes(plan: TaskPlan, updates: Sequence[UpdateRecord], ciphertexts: Mapping[str, bytes]) -> bytes:
+    """``aggregate_vector``, serialized: what the aggregate's ledger hash is taken over."""
+    return dump_vector(aggregate_vector(plan, updates, ciphertexts))
 
 
 @dataclass(frozen=True)
@@ -577,11 +589,12 @@ def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, member: 
             absent = [c for c in included if c not in checked]
             if absent:
                 raise RoundError(f"no ciphertext arrived to check for {', '.join(absent)}")
-            mine = aggregate_bytes(plan, [by_company[c] for c in included], checked)
-            valid = digest_of(mine) == digest
-            reason = "" if valid else f"recomputed aggregate {digest_of(mine)[:16]} differs from the recorded {digest[:16]}"
+            recomputed = aggregate_vector(plan, [by_company[c] for c in included], checked)
+            mine = digest_of(dump_vector(recomputed))
+            valid = mine == digest
+            reason = "" if valid else f"recomputed aggregate {mine[:16]} differs from the recorded {digest[:16]}"
             if valid:
-                vector = load_vector(mine, plan.public_key, plan.layout)
+                vector = recomputed
         except RoundError as err:
             valid, reason = False, str(err)
         if valid:
@@ -820,10 +833,8 @@ def round_average(plan: TaskPlan, updates: Sequence[UpdateRecord], included: Seq
     return weighted_sum / total_weight
 
 
-def next_model(plan: TaskPlan, start: npt.ArrayLike, average: npt.NDArray[np.float64],
-               previous: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
-    """The round's new global model: ``start`` moved by the task's server step along ``average``."""
-    step = plan.description.server_step(previous)
+def next_model(step: ServerStep, start: npt.ArrayLike, average: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """The round's new global model: ``start`` moved by ``step`` along ``average``, as float32."""
     return step.apply(np.asarray(start, dtype=np.float64), average).astype(np.float32)
 
 
@@ -840,7 +851,7 @@ def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_numbe
         weighted_sum = weighted_sum + gaussian_noise(weighted_sum.shape, std=plan.sum_noise_std)
     average = round_average(plan, ledger.list_updates(plan.task_id, round_number), included, weighted_sum,
                             vector.total_weight)
-    model = step.apply(np.asarray(global_model, dtype=np.float64), average).astype(np.float32)
+    model = next_model(step, global_model, average)
     data = model_bytes(model)
     model_digest = store.put(data)
     tx_id = ledger.close_round(plan.task_id, round_number, model_sha256=model_digest, decrypted_by=used)

@@ -17,20 +17,9 @@ import pytest
 
 from fedledger.cli.app import EXIT_BUG, EXIT_ERROR, EXIT_USAGE, main
 
-GOOD_TASK = '''task-id = "q3"
-model = "breast-cancer-logreg"
-rounds = 5
-participants = ["a-co", "b-co", "c-co"]
-committee = ["a-co", "b-co", "c-co"]
-dealer = "kmc"
-threshold = 2
-quorum = 2
-min-participants = 2
-epsilon-budget = 8.0
-delta = 0.00001
-clip-norm = 4.0
-noise-multiplier = 2.0
-'''
+# The task file the other CLI tests read, valid as it is.
+from .test_task import TASK as GOOD_TASK
+
 
 
 def toml(old: str, new: str) -> Callable[[Path], Path]:

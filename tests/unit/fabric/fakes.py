@@ -60,17 +60,22 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
-def rpc_status(code: int, message: str, details: list[gateway_pb2.ErrorDetail]) -> bytes:
-    """A serialized google.rpc.Status carrying gateway ErrorDetails, encoded by hand."""
-    def field_(number: int, value: bytes) -> bytes:
-        return varint(number << 3 | 2) + varint(len(value)) + value
+def delimited(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(value)) + value
 
-    packed = []
-    for detail in details:
-        wrapper = any_pb2.Any()
-        wrapper.Pack(detail)
-        packed.append(field_(3, wrapper.SerializeToString()))
-    return varint(1 << 3) + varint(code) + field_(2, message.encode()) + b"".join(packed)
+
+def rpc_status(code: int, message: str, details: list[any_pb2.Any]) -> bytes:
+    """google.rpc.Status {int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3},
+    encoded by hand so the tests do not share the client's definition of it."""
+    return (varint(1 << 3 | 0) + varint(code) + delimited(2, message.encode())
+            + b"".join(delimited(3, d.SerializeToString()) for d in details))
+
+
+def packed(message: object) -> any_pb2.Any:
+    wrapper = any_pb2.Any()
+    wrapper.Pack(message)
+    return wrapper
 
 
 def prepared_payload(*, tx_id: str = "t1", channel: str = "fedledger", name: str = "RegisterCompany",

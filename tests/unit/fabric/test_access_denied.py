@@ -14,7 +14,7 @@ from fedledger.fabric.ca import Enrollment
 from fedledger.fabric.client import explain_denial, is_access_denied, signed_message
 
 from .certs import self_signed
-from .fakes import FailedCall, FakeGateway, rpc_status, scripted
+from .fakes import FailedCall, FakeGateway, packed, rpc_status, scripted
 
 PEER = "127.0.0.1:7051"
 ENDORSER_DENIAL = "error validating proposal: access denied: channel [fedledger] creator org [ManufacturerMSP]"
@@ -36,7 +36,7 @@ def denied_with_details(message: str, code: grpc.StatusCode = grpc.StatusCode.FA
     """A call the gateway failed with one peer's ``message`` attached, as it reports endorser errors."""
     detail = gateway_pb2.ErrorDetail(address=PEER, msp_id="ManufacturerMSP", message=message)
     return FailedCall(code, f"evaluate call to endorser returned error: {message}",
-                      rpc_status(code.value[0], message, [detail]))
+                      rpc_status(code.value[0], message, [packed(detail)]))
 
 
 @pytest.mark.parametrize(("code", "message", "details", "denied"), [

@@ -8,34 +8,9 @@ from google.protobuf import any_pb2, wrappers_pb2
 from fedledger.errors import EndorseError, ErrorDetail, FabricError, GatewayError
 from fedledger.fabric.client import STATUS_DETAILS_KEY, decode_error_details, details_from_metadata, error_message
 
+from .fakes import packed, rpc_status
+
 CHAINCODE_MESSAGE = 'company name "Bad Name!" is invalid: use 1-64 of a-z 0-9 . _ -, starting with a letter or digit'
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(number: int, value: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return varint(number << 3 | 2) + varint(len(value)) + value
-
-
-def rpc_status(code: int, message: str, details: list[any_pb2.Any]) -> bytes:
-    """google.rpc.Status {int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3},
-    encoded by hand so the test does not share the client's definition of it."""
-    return (varint(1 << 3 | 0) + varint(code) + field(2, message.encode())
-            + b"".join(field(3, d.SerializeToString()) for d in details))
-
-
-def packed(message: object) -> any_pb2.Any:
-    wrapper = any_pb2.Any()
-    wrapper.Pack(message)
-    return wrapper
 
 
 ENDORSE_STATUS = rpc_status(10, "failed to endorse transaction, see attached details for more info", [
