@@ -156,7 +156,9 @@ def test_epsilon_grows_with_rounds_and_sample_rate_and_falls_with_noise(z: float
 
     assert accountant.epsilon_after(rounds - 1, delta=delta) <= epsilon <= accountant.epsilon_after(rounds + 1, delta=delta)
     denser = RdpAccountant(noise_multiplier=z, sample_rate=min(1.0, q * more_sampling))
-    assert epsilon <= denser.epsilon_after(rounds, delta=delta)
+    # Within float rounding: at q one ulp below 1 the sampled series and q = 1's closed form agree to
+    # about 1e-15 relative, and either may come out on top (hypothesis found q = 0.9999999999999999).
+    assert epsilon <= denser.epsilon_after(rounds, delta=delta) * (1 + 1e-12)
     noisier = RdpAccountant(noise_multiplier=z * more_noise, sample_rate=q)
     assert noisier.epsilon_after(rounds, delta=delta) <= epsilon
 
