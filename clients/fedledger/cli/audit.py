@@ -1,4 +1,5 @@
-"""``fedledger audit verify TASK``: check a task's ledger record against its artifacts.
+"""``fedledger audit verify TASK``: check the channel's ledger on every org's peer, and a task's record
+against its artifacts and rules.
 
 Exit code 4 when a check fails (the report says which), 0 when every check holds.
 """
@@ -25,11 +26,19 @@ def register(nouns: Any) -> None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from fedledger.fl.audit import audit_task
+    from fedledger.fabric.blocks import audit_ledger
+    from fedledger.fl.audit import audit_task, ledger_findings
     from fedledger.fl.company import CompanySession
 
     with CompanySession.open(party_of(args)) as session:
         report = audit_task(session.ledger, session.store, args.task_id)
+        # The ledger itself, as every org's peer holds it: blocks, signatures, endorsements, agreement.
+        gateways = session.peer_gateways()
+        try:
+            report.findings[:0] = ledger_findings(audit_ledger(gateways, session.home.profile["channel"]))
+        finally:
+            for gateway in gateways.values():
+                gateway.close()
     if args.json:
         print(json.dumps({"task_id": report.task_id, "rounds": report.rounds, "ok": report.ok,
                           "findings": [f.__dict__ for f in report.findings]}, sort_keys=True))

@@ -19,7 +19,8 @@ nothing on its own. For every round on the ledger it checks:
   and the task's epsilon spent equals the last closed round's.
 
 The ledger itself (blocks, signatures, endorsements, peers' agreement) is checked by
-``fedledger.fabric.blocks``; the CLI's ``audit verify`` runs both.
+``fedledger.fabric.blocks``; ``ledger_findings`` turns its report into findings (round 0), and the
+CLI's ``audit verify`` runs both.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from fedledger.crypto import combine_partials, load_partial, load_vector
 from fedledger.crypto.opening import check_opening, load_opening
 from fedledger.crypto.sortition import Candidate, select
 from fedledger.errors import ArtifactError, FedLedgerError
+from fedledger.fabric.blocks import LedgerAudit
 from fedledger.fabric.ledger import RoundRecord, UpdateRecord, VoteRecord
 from fedledger.fl.artifacts import ArtifactStore, digest_of
 from fedledger.fl.custody import Custody
@@ -269,3 +271,14 @@ def audit_task(ledger: LedgerPort, store: ArtifactStore, task_id: str) -> AuditR
                plan.task["epsilon_spent_micro"] == last_closed_epsilon,
                f"{plan.task['epsilon_spent_micro']} vs {last_closed_epsilon}")
     return report
+
+
+def ledger_findings(audit: LedgerAudit) -> list[Finding]:
+    """The ledger checks (each org's copy of the chain, then the peers' agreement) as findings of round 0."""
+    findings = [Finding(0, f"ledger at {report.source or 'a peer'}: {check.name}", check.passed,
+                        check.reason or f"{check.checked} checked")
+                for report in audit.chains for check in report.checks]
+    findings += [Finding(0, f"ledger: every org's peer agrees: {check.name}", check.passed,
+                         check.reason or f"{check.checked} checked up to height {audit.agreement.common_height}")
+                 for check in audit.agreement.checks]
+    return findings

@@ -77,6 +77,22 @@ class CompanySession:
                                                                   msp_ids, block))
         return cls(home, name, enrollment, gateway, ledger, msp_ids)
 
+    def peer_gateways(self) -> dict[str, Gateway]:
+        """A gateway to every organization's peer (from the profile), as this party: to read each
+        org's copy of the ledger directly, as an auditor does. The caller closes them."""
+        orgs = self.home.profile["orgs"]
+        gateways: dict[str, Gateway] = {}
+        try:
+            for org in orgs.values():
+                gateways[org["msp_id"]] = connect(org["peer"]["address"], identity=self.enrollment.identity,
+                                                  signer=self.enrollment.signer,
+                                                  tls_root_certificates=str(org["peer"]["tls_ca_pem"]).encode())
+        except BaseException:
+            for gateway in gateways.values():
+                gateway.close()
+            raise
+        return gateways
+
     def close(self) -> None:
         self.gateway.close()
 
