@@ -25,8 +25,9 @@ import (
 //     with SubmitElectionProof; the chaincode verifies the proof with the Go verifier before
 //     recording it, so a forged proof, or one made on another round's seed, is refused.
 //  3. CloseCollection ranks every member that proved by the stake-weighted sortition
-//     (sortition.Select: probability proportional to stake, stake = initial tokens + verified
-//     contribution - penalties, formulas 7 and 11). The first ranked may record the aggregate
+//     (sortition.Select: probability proportional to the member's stake in this task, Task.Stakes:
+//     initial tokens + verified contribution - penalties, formulas 7 and 11; stake earned in other
+//     tasks does not count). The first ranked may record the aggregate
 //     at once; the k-th ranked from leader_window_seconds x (k-1) after collection closed, in
 //     ledger time (transaction timestamps). A member that records it from rank k > 1 penalizes
 //     every member ranked above it for the leader slot it missed, on the ledger.
@@ -168,13 +169,14 @@ func elect(ctx contractapi.TransactionContextInterface, task *Task, r *Round, no
 		if err != nil {
 			return nil, err
 		}
-		if member.Status != StatusActive || member.Stake <= 0 {
+		stake := task.Stakes[member.Name]
+		if member.Status != StatusActive || stake <= 0 {
 			continue
 		}
 		publicKey, _ := hex.DecodeString(member.VrfKey)
 		proof, _ := hex.DecodeString(p.Proof)
-		candidates = append(candidates, sortition.Candidate{Company: member.Name, PublicKey: publicKey, Proof: proof, Stake: member.Stake})
-		stakes[member.Name] = member.Stake
+		candidates = append(candidates, sortition.Candidate{Company: member.Name, PublicKey: publicKey, Proof: proof, Stake: stake})
+		stakes[member.Name] = stake
 	}
 	if len(candidates) == 0 {
 		return nil, fmt.Errorf("no active committee member with stake has proved for round %d of task %s: none can lead it; fail the round",

@@ -150,33 +150,31 @@ func upper(s string) string {
 	return string(b)
 }
 
-// unequalStakes creates two tasks before mnist-1 whose initial tokens leave acme with 100 of
-// stake and bolt with 300, then mnist-1 with no initial tokens: cargo has no stake at all.
+// unequalStakes runs round 1 of mnist-1 so that the members' stakes in it differ: acme's and
+// bolt's updates earn 133 and 266 of the 400 reward (samples x compute 1000 and 2000) on top of
+// their 100 initial tokens, and cargo, which does not vote, loses its 100 to the penalty: in
+// round 2 acme stands with 233, bolt with 366 and cargo with none.
 func unequalStakes(t *testing.T, c *consortium) {
 	t.Helper()
-	small := func(id string, participants []string, tokens int64) func(*Genesis) {
-		return func(g *Genesis) {
-			g.TaskID, g.Committee, g.Participants, g.InitialTokens = id, []string{"bolt"}, participants, tokens
-			g.Encryption.Threshold, g.Encryption.CommitteeSize, g.Quorum, g.MinParticipants = 1, 1, 1, 1
-		}
-	}
-	c.ok(t, c.publisher, "CreateTask", genesis(small("warmup-1", []string{"acme", "bolt"}, 100)))
-	c.ok(t, c.publisher, "CreateTask", genesis(small("warmup-2", []string{"bolt"}, 200)))
-	c.withKey(t, genesis(func(g *Genesis) { g.InitialTokens = 0 }))
+	c.withKey(t, genesis(func(g *Genesis) { g.InitialTokens, g.Penalty, g.RewardPerRound = 100, 100, 400 }))
+	c.verifiedRound(t, 1, ids(c.acme, c.bolt, c.cargo), ids(c.acme, c.bolt), c.acme, c.bolt)
+	c.ok(t, c.publisher, "CloseRound", "mnist-1", "1", hash("d"), list("acme", "bolt"))
 }
 
 // recompute ranks round n's proofs with sortition.Select, from what the ledger shows: every
-// proof, and each prover's VRF key and stake.
+// proof, each prover's VRF key, and its stake in the task.
 func (c *consortium) recompute(t *testing.T, n int) sortition.Selection {
 	t.Helper()
 	var proofs []ElectionProof
 	c.get(t, &proofs, "GetElectionProofs", "mnist-1", fmt.Sprint(n))
+	var task Task
+	c.get(t, &task, "GetTask", "mnist-1")
 	var candidates []sortition.Candidate
 	for _, p := range proofs {
 		member := c.company(t, p.Member)
 		key, _ := hex.DecodeString(member.VrfKey)
 		proof, _ := hex.DecodeString(p.Proof)
-		candidates = append(candidates, sortition.Candidate{Company: p.Member, PublicKey: key, Proof: proof, Stake: member.Stake})
+		candidates = append(candidates, sortition.Candidate{Company: p.Member, PublicKey: key, Proof: proof, Stake: task.Stakes[p.Member]})
 	}
 	staked := 0
 	for _, cand := range candidates {
@@ -195,19 +193,19 @@ func TestTheRankingIsTheStakeWeightedSortitionOfTheProofsWithoutZeroStakes(t *te
 	elect := func() (*consortium, Round) {
 		c := newConsortium(t)
 		unequalStakes(t, c)
-		return c, c.collected(t, 1, ids(c.acme, c.bolt, c.cargo), c.acme, c.bolt)
+		return c, c.collected(t, 2, ids(c.acme, c.bolt, c.cargo), c.acme, c.bolt)
 	}
 
 	c, round := elect()
 	_, again := elect()
 
-	want := c.recompute(t, 1)
+	want := c.recompute(t, 2)
 	e := round.Election
 	if !slices.Equal(e.Ranking, append([]string{want.Leader}, want.Committee...)) || e.CombinedSeed != hex.EncodeToString(want.Seed) {
 		t.Fatalf("election = %+v, want ranking %s %v and seed %x", e, want.Leader, want.Committee, want.Seed)
 	}
-	if !reflect.DeepEqual(e.Stakes, map[string]int64{"acme": 100, "bolt": 300}) || slices.Contains(e.Ranking, "cargo") || len(e.Ranking) != 2 {
-		t.Fatalf("election = %+v: want acme (100) and bolt (300) ranked, cargo (no stake) not", e)
+	if !reflect.DeepEqual(e.Stakes, map[string]int64{"acme": 233, "bolt": 366}) || slices.Contains(e.Ranking, "cargo") || len(e.Ranking) != 2 {
+		t.Fatalf("election = %+v: want acme (233) and bolt (366) ranked, cargo (no stake) not", e)
 	}
 	if round.Leader != e.Ranking[0] || round.Status != RoundCollected || !slices.Equal(round.Collected, []string{"acme", "bolt"}) ||
 		e.WindowSeconds != 10 || e.ClosedAt == 0 {
@@ -217,22 +215,22 @@ func TestTheRankingIsTheStakeWeightedSortitionOfTheProofsWithoutZeroStakes(t *te
 		t.Fatalf("the same proofs and stakes elected differently: %+v then %+v", round.Election, again.Election)
 	}
 	var proofs []ElectionProof
-	c.get(t, &proofs, "GetElectionProofs", "mnist-1", "1")
+	c.get(t, &proofs, "GetElectionProofs", "mnist-1", "2")
 	if len(proofs) != 3 || proofs[2].Member != "cargo" {
 		t.Fatalf("cargo's proof was not recorded: %+v", proofs)
 	}
 }
 
 func TestCollectionDoesNotCloseWithoutAnElectableMember(t *testing.T) {
-	noneCanLead := "no active committee member with stake has proved for round 1 of task mnist-1: none can lead it; fail the round"
+	noneCanLead := "no active committee member with stake has proved for round 2 of task mnist-1: none can lead it; fail the round"
 	cases := []struct {
 		name  string
 		setup func(t *testing.T, c *consortium)
 	}{
 		{"no proof at all", func(t *testing.T, c *consortium) {}},
-		{"only a member without stake proved", func(t *testing.T, c *consortium) { c.prove(t, 1, c.cargo) }},
+		{"only a member without stake proved", func(t *testing.T, c *consortium) { c.prove(t, 2, c.cargo) }},
 		{"the only prover was demoted before the close", func(t *testing.T, c *consortium) {
-			c.prove(t, 1, c.acme)
+			c.prove(t, 2, c.acme)
 			c.ok(t, c.admin1, "SetCompanyStatus", "acme", "demoted")
 		}},
 	}
@@ -240,12 +238,12 @@ func TestCollectionDoesNotCloseWithoutAnElectableMember(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newConsortium(t)
 			unequalStakes(t, c)
-			c.ok(t, c.publisher, "OpenRound", "mnist-1", "1")
-			c.submit(t, c.acme, 1, 10, 10)
-			c.submit(t, c.bolt, 1, 10, 10)
+			c.ok(t, c.publisher, "OpenRound", "mnist-1", "2")
+			c.submit(t, c.acme, 2, 10, 10)
+			c.submit(t, c.bolt, 2, 10, 10)
 			tc.setup(t, c)
 
-			c.refused(t, noneCanLead, c.publisher, "CloseCollection", "mnist-1", "1")
+			c.refused(t, noneCanLead, c.publisher, "CloseCollection", "mnist-1", "2")
 		})
 	}
 }

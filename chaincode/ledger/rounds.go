@@ -367,6 +367,12 @@ func (c *Contract) RecordAggregate(ctx contractapi.TransactionContextInterface, 
 	if err := book.save(); err != nil {
 		return err
 	}
+	if rank > 0 {
+		// The missed slots' penalties came out of the task's stakes.
+		if err := saveTask(ctx, task); err != nil {
+			return err
+		}
+	}
 	r.Standing.merge(book.standing())
 	r.Leader = company.Name
 	r.Aggregate = &AggregateRecord{SHA256: aggregateSHA256, Included: r.Collected, RecordedBy: company.Name, TxID: ctx.GetStub().GetTxID()}
@@ -481,8 +487,13 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID, rou
 			return err
 		}
 		r.Standing.merge(book.standing())
-		if _, err := endRound(ctx, task, r); err != nil {
+		// The leader's penalty came out of the task's stakes.
+		if saved, err := endRound(ctx, task, r); err != nil {
 			return err
+		} else if !saved {
+			if err := saveTask(ctx, task); err != nil {
+				return err
+			}
 		}
 	}
 	if err := saveRound(ctx, r); err != nil {
@@ -698,7 +709,7 @@ func reward(book *companyBook, task *Task, r *Round, updates []Update) (map[stri
 	for _, name := range names {
 		amount := new(big.Int).Mul(big.NewInt(task.RewardPerRound), contribution[name])
 		amount.Quo(amount, total)
-		if err := book.reward(name, amount.Int64()); err != nil {
+		if err := book.reward(name, task, amount.Int64()); err != nil {
 			return nil, err
 		}
 		rewards[name] = amount.Int64()
@@ -772,8 +783,13 @@ func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID
 	r.Status = RoundFailed
 	r.FailureReason = reason
 	r.EndedAt = now
-	if _, err := endRound(ctx, task, r); err != nil {
+	if saved, err := endRound(ctx, task, r); err != nil {
 		return err
+	} else if !saved && len(book.penalties) > 0 {
+		// The penalties came out of the task's stakes.
+		if err := saveTask(ctx, task); err != nil {
+			return err
+		}
 	}
 	if err := saveRound(ctx, r); err != nil {
 		return err

@@ -65,13 +65,15 @@ func (b *companyBook) get(name string) (*Company, error) {
 	return c, nil
 }
 
-// penalize applies Stake(t+1) = Stake(t) - Penalty (formula 7) and lowers reputation by the same
-// amount for a missed or failed duty; a company that falls below the task's threshold is demoted.
+// penalize applies Stake(t+1) = Stake(t) - Penalty (formula 7), in the task and in the company's
+// total, and lowers reputation by the same amount for a missed or failed duty; a company that
+// falls below the task's threshold is demoted. The caller saves the task.
 func (b *companyBook) penalize(name string, task *Task, duty string) error {
 	c, err := b.get(name)
 	if err != nil {
 		return err
 	}
+	task.Stakes[name] -= task.Penalty
 	c.Stake -= task.Penalty
 	c.Reputation -= task.Penalty
 	b.penalties = append(b.penalties, Penalty{Company: name, Duty: duty, Amount: task.Penalty})
@@ -100,12 +102,17 @@ func (b *companyBook) credit(name string, task *Task) error {
 	return nil
 }
 
-// reward pays a company tokens that also count as stake (formula 7's Reward).
-func (b *companyBook) reward(name string, amount int64) error {
+// reward pays a company tokens that also count as its stake in the task (formula 7's Reward) and
+// in its total. The caller saves the task.
+func (b *companyBook) reward(name string, task *Task, amount int64) error {
 	c, err := b.get(name)
 	if err != nil {
 		return err
 	}
+	if task.Stakes == nil {
+		task.Stakes = map[string]int64{}
+	}
+	task.Stakes[name] += amount
 	c.Stake += amount
 	c.Tokens += amount
 	return nil

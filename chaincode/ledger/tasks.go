@@ -15,7 +15,8 @@ import (
 // leader_window_seconds is how long, in ledger time, each ranked member has to record the
 // aggregate before the next may. An update may claim at most max_samples samples (the packing's
 // weight cap) and millis_per_sample of compute for each, the task's declared cost per sample.
-// Participants and committee members receive initial_tokens of stake; a closed round pays
+// Participants and committee members receive initial_tokens of stake in the task (Task.Stakes,
+// which its elections weigh; a company's Stake is its total over tasks); a closed round pays
 // reward_per_round, a missed duty costs penalty (stake and reputation), a duty done earns
 // reputation_gain; below reputation_threshold a company is demoted.
 type Genesis struct {
@@ -120,15 +121,16 @@ const (
 // current master (he.master until a FailoverMaster) and every failover, oldest first.
 type Task struct {
 	Genesis
-	Publisher          string         `json:"publisher"`
-	Status             string         `json:"status"`
-	CurrentRound       int            `json:"current_round"`
-	ClosedRounds       int            `json:"closed_rounds"`
-	EpsilonSpentMicro  int64          `json:"epsilon_spent_micro"`
-	EpsilonBudgetMicro int64          `json:"epsilon_budget_micro"`
-	CreatedAt          int64          `json:"created_at"`
-	Master             string         `json:"master,omitempty"`
-	MasterHistory      []MasterChange `json:"master_history,omitempty"`
+	Publisher          string           `json:"publisher"`
+	Status             string           `json:"status"`
+	CurrentRound       int              `json:"current_round"`
+	ClosedRounds       int              `json:"closed_rounds"`
+	EpsilonSpentMicro  int64            `json:"epsilon_spent_micro"`
+	EpsilonBudgetMicro int64            `json:"epsilon_budget_micro"`
+	CreatedAt          int64            `json:"created_at"`
+	Master             string           `json:"master,omitempty"`
+	MasterHistory      []MasterChange   `json:"master_history,omitempty"`
+	Stakes             map[string]int64 `json:"stakes"`
 }
 
 // MasterChange is one failover of an escrow task's master: Failed handed over to Master, for
@@ -389,21 +391,21 @@ func (c *Contract) CreateTask(ctx contractapi.TransactionContextInterface, genes
 	}
 	task := &Task{
 		Genesis: g, Publisher: publisher.Name, Status: TaskAwaitingKey,
-		EpsilonBudgetMicro: budget, CreatedAt: now,
-	}
-	if err := putJSON(ctx, taskKey, task); err != nil {
-		return err
+		EpsilonBudgetMicro: budget, CreatedAt: now, Stakes: map[string]int64{},
 	}
 	book := newCompanyBook(ctx)
 	for _, p := range append(participants, committee...) {
 		book.companies[p.Name] = p
 	}
 	for _, name := range slices.Sorted(maps.Keys(book.companies)) {
-		if err := book.reward(name, g.InitialTokens); err != nil {
+		if err := book.reward(name, task, g.InitialTokens); err != nil {
 			return err
 		}
 	}
 	if err := book.save(); err != nil {
+		return err
+	}
+	if err := putJSON(ctx, taskKey, task); err != nil {
 		return err
 	}
 	return emit(ctx, "TaskCreated", task)

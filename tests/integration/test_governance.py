@@ -242,7 +242,8 @@ def test_the_ledgers_ranking_is_the_stake_weighted_sortition_recomputed_from_the
     open_round(plan, coordinator_ledger(parties), 1)
     stand(plan, parties, 1)
     ciphertexts = train(plan, parties, 1)
-    stakes = {n: coordinator_ledger(parties).get_company(n)["stake"] for n in committee}
+    # The members' stakes in this task (initial tokens here), not their totals over every task.
+    stakes = {n: coordinator_ledger(parties).get_task(task)["stakes"][n] for n in committee}
 
     record = collect(plan, parties, 1)
 

@@ -176,6 +176,7 @@ class TaskRecord(Genesis):
     created_at: int
     master: NotRequired[str]
     master_history: NotRequired[list[MasterChange]]
+    stakes: dict[str, int]
 
 
 class AggregateRecord(TypedDict):

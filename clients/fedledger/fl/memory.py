@@ -65,9 +65,9 @@ class MemoryLedger:
     def view(self, company: str) -> MemoryLedgerView:
         return MemoryLedgerView(self, company)
 
-    def register(self, company: str, *, vrf_key: bytes = b"", stake: int = 1000) -> None:
-        """Record a company (active, with ``stake``) and the public half of its VRF key."""
-        self.companies[company] = {"name": company, "status": "active", "stake": stake, "tokens": stake,
+    def register(self, company: str, *, vrf_key: bytes = b"") -> None:
+        """Record a company (active) and the public half of its VRF key."""
+        self.companies[company] = {"name": company, "status": "active", "stake": 0, "tokens": 0,
                                    "reputation": 1000, "vrf_key": vrf_key.hex()}
 
     def create_task(self, genesis: Mapping[str, Any], *, publisher: str, public_key: bytes) -> None:
@@ -79,11 +79,14 @@ class MemoryLedger:
               "public_key_sha256": hashlib.sha256(public_key).hexdigest()}
         master = {"master": he["master"]} if "master" in he else {}
         for name in (*genesis["committee"], *genesis["participants"]):
-            self.companies.setdefault(name, {"name": name, "status": "active", "stake": 1000, "tokens": 1000,
+            self.companies.setdefault(name, {"name": name, "status": "active", "stake": 0, "tokens": 0,
                                              "reputation": 1000, "vrf_key": ""})
         self.tasks[genesis["task_id"]] = {**copy.deepcopy(dict(genesis)), "he": he, "publisher": publisher,
                                           "status": "active", "current_round": 0, "closed_rounds": 0,
-                                          "epsilon_spent_micro": 0, **master}
+                                          "epsilon_spent_micro": 0, **master,
+                                          # Each member's stake in this task: its initial tokens (no rewards here).
+                                          "stakes": {n: int(genesis["initial_tokens"])
+                                                     for n in {*genesis["committee"], *genesis["participants"]}}}
         self.keys[genesis["task_id"]] = public_key
 
 
@@ -190,10 +193,11 @@ class MemoryLedgerView:
             raise MemoryLedgerError(f"round {round_number} is {record['status']} with {len(updates)} update(s): "
                                     "collection cannot close")
         alpha = sortition_input(task_id, round_number, bytes.fromhex(record["seed"]))
+        stakes = task["stakes"]
         candidates = [Candidate(m, bytes.fromhex(self._book.companies[m]["vrf_key"]), bytes.fromhex(p["proof"]),
-                                self._book.companies[m]["stake"])
+                                stakes.get(m, 0))
                       for m, p in sorted(self._book.proofs.get((task_id, round_number), {}).items())
-                      if self._book.companies[m]["status"] == "active" and self._book.companies[m]["stake"] > 0]
+                      if self._book.companies[m]["status"] == "active" and stakes.get(m, 0) > 0]
         if not candidates:
             raise MemoryLedgerError(f"no committee member has proved for round {round_number}: none can lead it")
         selection = select(candidates, alpha=alpha, committee_size=len(candidates) - 1)
