@@ -153,6 +153,8 @@ def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_netwo
             record = ledger.get_round("e2e-train", n)
             recorded |= {u["artifact_sha256"] for u in ledger.list_updates("e2e-train", n)}
             recorded |= {record["aggregate"]["sha256"], record["model_sha256"]}
+            # Partial decryptions of the aggregate, each hashed into its member's vote.
+            recorded |= {v["partial_sha256"] for v in ledger.list_votes("e2e-train", n) if v.get("partial_sha256")}
     share_texts = {m: (format(int(s.secret), "x").encode(), str(int(s.secret)).encode()) for m, s in shares.items()}
 
     for name, root in parties.items():
@@ -163,7 +165,8 @@ def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_netwo
                     assert not any(secret.strip() in data for secret in secrets), f"{path} holds {other}'s key"
             for member, texts in share_texts.items():
                 assert not any(t in data for t in texts), f"{path} holds {member}'s key share"
-        # Each party keeps only artifacts the ledger names: ciphertexts, aggregates, models; never a plaintext update.
+        # Each party keeps only artifacts the ledger names: ciphertexts, aggregates, partial decryptions of
+        # aggregates, models; never a plaintext update.
         for artifact in (root / "artifacts").rglob("*") if (root / "artifacts").exists() else []:
             if artifact.is_file():
                 assert artifact.name in recorded, f"{artifact} is not an artifact the ledger records"
@@ -411,6 +414,63 @@ def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_membe
     rounds = json.loads(out)["rounds"]
     assert rounds[2]["failovers"][0]["from"] == "warehouse-co" and rounds[2]["decrypted_by"] == ["carrier-co"]
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] + 0.1
+
+
+def test_when_the_elected_leaders_node_dies_the_next_ranked_aggregates_and_the_first_is_penalised(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    from fedledger.crypto.sortition import Candidate, select
+    from fedledger.fl.rounds import TaskPlan, election_input
+
+    run = cli_network.popen("train", "--task-id", "e2e-leader", "--rounds", "2", "--json", *COMMON)
+    killed = ""
+    try:
+        deadline = time.monotonic() + 600
+        with CompanySession.open(cli_network.party("coordinator")) as session:
+            ledger = session.ledger
+
+            def record(n: int) -> dict[str, Any]:
+                try:
+                    return dict(ledger.get_round("e2e-leader", n))
+                except GatewayError:
+                    return {}
+
+            while time.monotonic() < deadline and run.poll() is None and record(1).get("status") != "closed":
+                time.sleep(0.1)
+            # Once every member has proved for round 2 the ranking is fixed: work it out as anyone can
+            # (the proofs, keys and the task's stakes are on the ledger) and kill the first's node
+            # before the coordinator asks it to aggregate.
+            task = ledger.get_task("e2e-leader")
+            while time.monotonic() < deadline and run.poll() is None and \
+                    len(ledger.list_election_proofs("e2e-leader", 2) if record(2) else []) < len(task["committee"]):
+                time.sleep(0.05)
+            proofs = ledger.list_election_proofs("e2e-leader", 2)
+            drawn = select([Candidate(p["member"], bytes.fromhex(ledger.get_company(p["member"])["vrf_key"]),
+                                      bytes.fromhex(p["proof"]), ledger.get_task("e2e-leader")["stakes"][p["member"]])
+                            for p in proofs], alpha=election_input(TaskPlan.load(ledger, "e2e-leader"), record(2)),
+                           committee_size=len(proofs) - 1)
+            pid = _supernode_pid(drawn.leader)
+            assert pid is not None and record(2).get("status") in ("open", "collecting"), record(2)
+            os.killpg(pid, signal.SIGKILL)
+            killed = drawn.leader
+        out, err = run.communicate(timeout=900)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert killed
+    assert run.returncode == 0, err[-3000:]
+
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        final = session.ledger.get_round("e2e-leader", 2)
+        company = session.ledger.get_company(killed)
+    election = final["election"]
+    successor = election["ranking"][1]
+    assert final["status"] == "closed" and election["ranking"][0] == killed
+    assert final["aggregate"]["recorded_by"] == successor == final["leader"]
+    assert [(f["failed"], f["rank"], f["successor"]) for f in election["failovers"]] == [(killed, 1, successor)]
+    assert {"company": killed, "duty": "leader slot", "amount": 50} in final["standing"]["penalties"]
+    assert company["reputation"] < 1000
+    rounds = json.loads(out)["rounds"]
+    assert rounds[2]["leader"] == successor and rounds[2]["leader_failovers"][0]["failed"] == killed
 
 
 def test_a_task_run_by_the_coordinator_with_each_company_starting_its_own_node(
