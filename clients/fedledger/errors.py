@@ -25,6 +25,9 @@
     │   │   ├── SubmitError                the ordering service did not accept it (carries tx_id)
     │   │   ├── CommitStatusError          its commit status could not be read (carries tx_id)
     │   │   └── AccessDeniedError          a peer or orderer refused the identity; says why, where it can
+    │   │       ├── EndorseAccessDeniedError         refused at endorsement: also an EndorseError
+    │   │       ├── SubmitAccessDeniedError          refused at ordering: also a SubmitError
+    │   │       └── CommitStatusAccessDeniedError    refused its status: also a CommitStatusError
     │   ├── CommitError                    ordered, but committed as invalid (tx_id, validation code)
     │   │   └── ReplayedTransactionError   on the ledger before it was submitted: a replay, nothing written
     │   └── KeyIntegrityError              a key or sealed share read from the ledger fails its hash
@@ -268,9 +271,24 @@ class AccessDeniedError(GatewayError):
 
     def __init__(self, message: str, *, cause: DenialCause, stage: str, tx_id: str, msp_id: str, subject: str,
                  code: str, details: Sequence[ErrorDetail] = (), address: str = "") -> None:
-        super().__init__(message, code=code, details=details, address=address)
+        # GatewayError's, not the next class's in a stage subclass's MRO: that one takes tx_id first.
+        GatewayError.__init__(self, message, code=code, details=details, address=address)
         self.cause, self.stage, self.tx_id = cause, stage, tx_id
         self.msp_id, self.subject = msp_id, subject
+
+
+# A refusal is still an error of the stage it stopped: code that handles an EndorseError handles a
+# denied endorsement too, and can ask it why.
+class EndorseAccessDeniedError(AccessDeniedError, EndorseError):
+    """The peers refused the identity at endorsement; nothing was ordered."""
+
+
+class SubmitAccessDeniedError(AccessDeniedError, SubmitError):
+    """The ordering service (or the height read before it) refused the identity; nothing was ordered."""
+
+
+class CommitStatusAccessDeniedError(AccessDeniedError, CommitStatusError):
+    """The peer refused the identity when asked for a commit status."""
 
 
 class KeyIntegrityError(FabricError):

@@ -386,8 +386,9 @@ def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_membe
                 except GatewayError:
                     return ""
 
-            # The master (warehouse-co: the second company; the leader is the first) decrypts round 1,
-            # then its node dies before round 2.
+            # The master (warehouse-co, the second company) decrypts round 1, then its node dies before
+            # round 2. If the election made it round 1's leader too, it dies just after closing the
+            # round, before its answer reaches the coordinator, which then re-derives the model.
             while time.monotonic() < deadline and run.poll() is None and status(1) != "closed":
                 time.sleep(0.1)
             assert session.ledger.get_task("e2e-escrow")["master"] == "warehouse-co"
@@ -407,7 +408,7 @@ def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_membe
         releases = session.ledger.list_escrow_releases("e2e-escrow")
         record = session.ledger.get_round("e2e-escrow", 2)
     assert task["he"]["key_custody"] == "escrow" and task["status"] == "finished"
-    assert task["master"] == "carrier-co"
+    assert task["master"] == "carrier-co", json.loads(out)["failed_rounds"]
     assert [h["master"] for h in task["master_history"]][-1:] == ["carrier-co"]
     assert {(r["member"], r["master"]) for r in releases} == {("manufacturer-co", "carrier-co")}
     assert record["status"] == "closed"

@@ -131,6 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps({"task_id": result.task_id, "model_sha256": result.model_sha256,
                           "model_path": str(result.model_path), "seconds": round(result.seconds, 2),
                           "rounds": result.metrics["rounds"],
+                          "failed_rounds": result.metrics.get("failed_rounds", []),
                           **({"reference_accuracy": list(reference)} if reference else {})}, sort_keys=True))
         return 0
     print(f"task {result.task_id}: {len(result.metrics['rounds']) - 1} rounds in {result.seconds:.1f} s")

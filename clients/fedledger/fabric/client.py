@@ -29,12 +29,15 @@ from google.protobuf.message import DecodeError
 
 from fedledger.errors import (
     AccessDeniedError,
+    CommitStatusAccessDeniedError,
     CommitStatusError,
     DenialCause,
+    EndorseAccessDeniedError,
     EndorseError,
     ErrorDetail,
     FabricError,
     GatewayError,
+    SubmitAccessDeniedError,
     SubmitError,
 )
 from fedledger.fabric.identity import Identity, Signer
@@ -295,6 +298,10 @@ def rpc_error_parts(err: grpc.RpcError) -> tuple[str, str, list[ErrorDetail]]:
 StageError = type[EndorseError] | type[SubmitError] | type[CommitStatusError]
 _STAGE_ERRORS: dict[str, StageError] = {"endorse": EndorseError, "submit": SubmitError,
                                         "commit_status": CommitStatusError}
+# The access-denied error of each stage error: both at once.
+_DENIED_AT: dict[StageError, type[AccessDeniedError]] = {
+    EndorseError: EndorseAccessDeniedError, SubmitError: SubmitAccessDeniedError,
+    CommitStatusError: CommitStatusAccessDeniedError}
 
 
 class GatewayClient:
@@ -341,19 +348,20 @@ class GatewayClient:
                tx_id: str = "", error: StageError | None = None) -> GatewayError:
         """The typed error for a failed call: AccessDeniedError, explained, or ``error`` (by default the stage's)."""
         code, message, details = rpc_error_parts(err)
+        kind = error or _STAGE_ERRORS.get(stage)
         if is_access_denied(code, message, details):
             return self.access_denied(operation, stage=stage, request=request, tx_id=tx_id, code=code,
-                                      message=message, details=details)
+                                      message=message, details=details, kind=kind)
         text = error_message(operation, address=self.address, code=code, message=message, details=details,
                              stage=stage)
-        kind = error or _STAGE_ERRORS.get(stage)
         if kind is None:
             return GatewayError(text, code=code, details=details, address=self.address)
         return kind(tx_id, text, code=code, details=details, address=self.address)
 
     def access_denied(self, operation: str, *, stage: str, request: Any, tx_id: str, code: str, message: str,
-                      details: Sequence[ErrorDetail]) -> AccessDeniedError:
-        """An AccessDeniedError that says, where it can, why the identity was refused.
+                      details: Sequence[ErrorDetail], kind: StageError | None = None) -> AccessDeniedError:
+        """An AccessDeniedError that says, where it can, why the identity was refused; also the
+        ``kind`` of stage error (EndorseError, ...) the call raises otherwise.
 
         The creator and the signature are read from ``request`` itself; without one (an event
         stream), the gateway's identity and signer are checked instead.
@@ -370,8 +378,9 @@ class GatewayClient:
         # Without per-peer details the gateway's own words would be lost: keep them after the explanation.
         words = "" if details else f" (Fabric said {code}: {message})"
         text = f"{operation} failed at the Fabric Gateway {self.address}: {explanation}{words}"
-        return AccessDeniedError(text, cause=cause, stage=stage, tx_id=tx_id, msp_id=msp_id, subject=subject,
-                                 code=code, details=details, address=self.address)
+        denied = _DENIED_AT.get(kind, AccessDeniedError) if kind is not None else AccessDeniedError
+        return denied(text, cause=cause, stage=stage, tx_id=tx_id, msp_id=msp_id, subject=subject,
+                      code=code, details=details, address=self.address)
 
     def evaluate(self, request: Any, operation: str, *, error: StageError | None = None, tx_id: str = "") -> Any:
         """Evaluate a proposal; a failure raises ``error`` for ``tx_id`` (by default a GatewayError)."""

@@ -29,30 +29,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import numpy as np
-
-from fedledger.crypto import combine_partials, load_partial, load_vector
-from fedledger.crypto.opening import check_opening, load_opening
 from fedledger.crypto.sortition import Candidate, select
 from fedledger.errors import ArtifactError, FedLedgerError
 from fedledger.fabric.blocks import LedgerAudit
 from fedledger.fabric.ledger import RoundRecord, UpdateRecord, VoteRecord
 from fedledger.fl.artifacts import ArtifactStore, digest_of
-from fedledger.fl.custody import Custody
 from fedledger.fl.rounds import (
     LedgerPort,
     NoiseMode,
     RoundStatus,
     TaskPlan,
     aggregate_bytes,
+    derive_closing_model,
     election_input,
-    model_bytes,
-    model_from_bytes,
-    next_model,
-    round_average,
 )
 from fedledger.privacy import epsilon_micro
-
 
 T = TypeVar("T")
 
@@ -185,26 +176,6 @@ class _RoundAudit:
             self.report.add(self.n, "a quorum voted the aggregate valid", counted >= self.plan.task["quorum"],
                             f"{counted} counted valid votes, quorum {self.plan.task['quorum']}")
 
-    def weighted_sum(self, aggregate_data: bytes) -> tuple[np.ndarray, int]:
-        """The decrypted weighted sum, from the recorded partials (or opening), each checked."""
-        vector = load_vector(aggregate_data, self.plan.public_key, self.plan.layout)
-        partial_of = {v["member"]: v.get("partial_sha256", "") for v in self.votes}
-        members = list(self.record.get("decrypted_by", []))
-        if self.plan.custody is Custody.ESCROW:
-            opening = _artifact(self.store, partial_of.get(members[0], ""), f"opening of {members[0]}")
-            return check_opening(vector, load_opening(opening)), vector.total_weight
-        partials = [load_partial(_artifact(self.store, partial_of.get(m, ""), f"partial decryption of {m}"))
-                    for m in members]
-        for member, partial in zip(members, partials):
-            if partial.index != self.plan.member_index(member):
-                raise _Failed(f"the partial recorded for {member} was made with share {partial.index}, "
-                              f"not {member}'s ({self.plan.member_index(member)})")
-        decrypted = combine_partials(self.plan.key, vector, partials)
-        if decrypted.rejected:
-            index, reason = next(iter(decrypted.rejected.items()))
-            raise _Failed(f"the partial decryption of share {index} does not verify: {reason}")
-        return decrypted.values, vector.total_weight
-
     def model(self, aggregate_data: bytes | None, start: bytes, previous: bytes | None) -> bytes | None:
         if self.record["status"] != RoundStatus.CLOSED:
             return None
@@ -218,13 +189,8 @@ class _RoundAudit:
             return stored
 
         def derived() -> str:
-            weighted_sum, total = self.weighted_sum(aggregate_data)
-            average = round_average(self.plan, self.updates, self.record["aggregate"]["included"], weighted_sum, total)
-            step = self.plan.description.server_step(model_from_bytes(previous) if previous is not None else None)
-            model = next_model(step, model_from_bytes(start), average)
-            if model_bytes(model) != stored:
-                raise _Failed(f"the previous model stepped along the decrypted average hashes to "
-                              f"{digest_of(model_bytes(model))[:16]}…, the ledger records {digest[:16]}…")
+            derive_closing_model(self.plan, self.ledger, self.store, round_number=self.n, start=start,
+                                 previous=previous)
             return f"from {', '.join(self.record.get('decrypted_by', []))}"
         self.check("closing model derived from the partial decryptions", derived)
         return stored

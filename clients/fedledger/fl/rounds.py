@@ -856,3 +856,52 @@ def _close(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, round_numbe
     model_digest = store.put(data)
     tx_id = ledger.close_round(plan.task_id, round_number, model_sha256=model_digest, decrypted_by=used)
     return RoundResult(model, model_digest, data, average, used, rejected, tx_id)
+
+
+def derive_closing_model(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, round_number: int,
+                         start: bytes, previous: bytes | None) -> bytes:
+    """A closed round's model, re-derived from what is public: the recorded aggregate and the recorded
+    partial decryptions (each verified with its proof; under escrow, the master's checked opening),
+    averaged and stepped by the task's server step from ``start`` (``previous``: the model before it,
+    for momentum), and checked byte for byte against the ledger's hash. Needs no key.
+
+    An auditor checks a round with it; the coordinator recovers a model whose leader closed the
+    round but did not hand the model over.
+
+    Raises
+    ------
+    RoundError
+        The round is not closed, is under central noise (the leader's noise cannot be re-derived),
+        an artifact is missing or fails its hash, a partial is not its member's or fails its proof,
+        or the derivation is not the recorded model.
+    """
+    record = ledger.get_round(plan.task_id, round_number)
+    if record["status"] != RoundStatus.CLOSED:
+        raise RoundError(f"round {round_number} of task {plan.task_id} is {record['status']}, not closed")
+    if plan.noise_mode is NoiseMode.CENTRAL and plan.noise_multiplier > 0:
+        raise RoundError("under central noise the leader adds the noise: the model cannot be re-derived")
+    digest, included = _recorded_aggregate(plan, record, round_number)
+    vector = load_vector(store.get(digest), plan.public_key, plan.layout)
+    partial_of = {v["member"]: v.get("partial_sha256", "") for v in ledger.list_votes(plan.task_id, round_number)}
+    members = list(record.get("decrypted_by", []))
+    if plan.custody is Custody.ESCROW:
+        weighted_sum = check_opening(vector, load_opening(store.get(partial_of.get(members[0], ""))))
+    else:
+        partials = [load_partial(store.get(partial_of.get(m, ""))) for m in members]
+        for member, partial in zip(members, partials):
+            if partial.index != plan.member_index(member):
+                raise RoundError(f"the partial recorded for {member} was made with share {partial.index}, "
+                                 f"not {member}'s ({plan.member_index(member)})")
+        decrypted = combine_partials(plan.key, vector, partials)
+        if decrypted.rejected:
+            index, reason = next(iter(decrypted.rejected.items()))
+            raise RoundError(f"the partial decryption of share {index} does not verify: {reason}")
+        weighted_sum = decrypted.values
+    average = round_average(plan, ledger.list_updates(plan.task_id, round_number), included, weighted_sum,
+                            vector.total_weight)
+    step = plan.description.server_step(model_from_bytes(previous) if previous is not None else None)
+    data = model_bytes(next_model(step, model_from_bytes(start), average))
+    if digest_of(data) != record.get("model_sha256"):
+        raise RoundError(f"the previous model stepped along the decrypted average hashes to {digest_of(data)[:16]}…, "
+                         f"the ledger records {str(record.get('model_sha256', ''))[:16]}…")
+    return data

@@ -40,6 +40,7 @@ from fedledger.fl.rounds import (
     TaskPlan,
     close_collection,
     current_master,
+    derive_closing_model,
     keep_checked,
     model_from_bytes,
     open_round,
@@ -277,13 +278,27 @@ class Coordinator:
                   **decryption}
         closed = self.ask(leader_node, MessageType.FINISH, {node: finish for node in leader_node})
         times["combine_and_close"] = time.perf_counter() - t
-        if leader not in closed.results:
+        closed_record = ledger.get_round(plan.task_id, n)
+        recovered = ""
+        if leader in closed.results:
+            model = bytes(closed.results[leader]["model"])
+        elif closed_record["status"] == RoundStatus.CLOSED:
+            # The leader closed the round on the ledger but its answer was lost (its node died after
+            # the close): the model follows from the public artifacts this coordinator kept.
+            recovered = closed.problems.get(leader, "no result")
+            _say(f"round {n}: the leader {leader} closed the round but its answer was lost ({recovered}); "
+                 "re-deriving the model from the recorded partial decryptions")
+            try:
+                model = derive_closing_model(plan, ledger, store, round_number=n, start=global_model,
+                                             previous=previous_model or None)
+            except FedLedgerError as err:
+                raise RoundError(f"round {n} is closed on the ledger, but its model neither came back from the "
+                                 f"leader {leader} ({recovered}) nor can be re-derived: {err}") from None
+        else:
             return self._fail(n, f"the leader {leader} did not close the round: "
                                  f"{closed.problems.get(leader, 'no result')}")
-        model = bytes(closed.results[leader]["model"])
-        model_sha = ledger.get_round(plan.task_id, n).get("model_sha256", "")
+        model_sha = closed_record.get("model_sha256", "")
         keep_checked(store, {"model": model_sha}, {"model": model}, what="model")
-        closed_record = ledger.get_round(plan.task_id, n)
         entry = {"round": n, "included": list(record["aggregate"]["included"]),
                  "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
                  "aggregate_sha256": record["aggregate"]["sha256"], "leader": leader,
@@ -292,7 +307,8 @@ class Coordinator:
                  "standing": dict(closed_record.get("standing", {})),
                  "epsilon_booked": closed_record["epsilon_after_micro"] / 1_000_000,
                  "votes": {c: bool(r["valid"]) for c, r in verified.results.items()},
-                 "decrypted_by": list(closed.results[leader]["used"]),
+                 "decrypted_by": list(closed_record.get("decrypted_by", [])),
+                 **({"model_recovered": recovered} if recovered else {}),
                  "unanswered": {**electors.problems, **trained.problems, **verified.problems},
                  "partials_refused": refusals,
                  "failovers": [f for f in self.failovers if f["round"] == n],
@@ -303,7 +319,7 @@ class Coordinator:
                                         "encrypt_and_ledger": float(r["encrypt-and-ledger-seconds"])}
                                     for c, r in trained.results.items()},
                  "tx_ids": {"open": tx_open, "aggregate": str(led.results[leader]["tx-id"]),
-                            "close": str(closed.results[leader]["tx-id"]),
+                            "close": str(closed.results.get(leader, {}).get("tx-id", "")),
                             **{f"update:{c}": str(r["tx-id"]) for c, r in trained.results.items()}}}
         return model, model_sha, entry
 
