@@ -15,6 +15,7 @@ from fabric_protos.common import common_pb2
 
 from fedledger.errors import CommitError, NetworkError, NetworkStateError
 from fedledger.network import ConsortiumConfig, Network, open_network
+from fedledger.network.config import Node
 from fedledger.network.chaincode import admin_env
 from fedledger.network.native import targets
 from fedledger.network.processes import running
@@ -111,11 +112,64 @@ def _height(consortium: Consortium) -> int:
     return int(chain.height)
 
 
+# What Fabric 2.5.0 uses as the size of one batch of committed Raft entries (PreferredMaxBytes).
+_RAFT_BATCH_BYTES = 2 * 1024 * 1024
+
+
+def _order_padding(consortium: Consortium, total: int) -> None:
+    """Have the ordering service order about ``total`` bytes of transactions the peers mark invalid.
+
+    Each is a real endorsement whose proposal payload carries an unknown protobuf field of 1 MB, signed
+    by its creator: the orderers accept it (the creator may write), every peer refuses it (its
+    proposal hash no longer matches) and nothing reaches the world state. The blocks are real bytes in
+    every orderer's Raft log, which is what the restart test needs.
+    """
+    from fabric_protos.peer import transaction_pb2
+
+    chunk = 1024 * 1024
+    unknown_field = b"\x7a" + _varint(chunk) + b"\0" * chunk  # field 15, length-delimited
+    identity, signer = consortium.identity("Manufacturer", "admin")
+    with consortium.gateway("Manufacturer", "admin") as gateway:
+        contract = gateway.network(consortium.channel).contract(consortium.chaincode)
+        for _ in range(-(-total // chunk)):
+            endorsed = contract.new_proposal("ListCompanies").endorse()
+            payload = common_pb2.Payload.FromString(endorsed.bytes())
+            transaction = transaction_pb2.Transaction.FromString(payload.data)
+            action = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
+            action.chaincode_proposal_payload += unknown_field
+            transaction.actions[0].payload = action.SerializeToString()
+            payload.data = transaction.SerializeToString()
+            padded = payload.SerializeToString()
+            status = contract.new_signed_transaction(padded, signer.sign(padded)).submit().status()
+            assert not status.successful, "a transaction whose proposal was altered was validated"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def _raft_snapshots(net: Network, orderer: Node) -> list[Path]:
+    return sorted((net.layout.node(orderer) / "data" / "etcdraft" / "snapshot").rglob("*.snap"))
+
+
 def test_the_channel_commits_with_an_orderer_killed_and_the_orderer_catches_up(
         consortium: Consortium, tmp_path: Path) -> None:
     net = consortium.net
     victim = net.config.orderers()[1]
     pid = _pids(net)[victim.name]
+    # A Raft log longer than one batch of committed entries: on a restart from the log's first entry,
+    # Fabric 2.5.0 deadlocks applying the channel's configuration changes (hyperledger/fabric#4199;
+    # CI met it once the chain held 360 blocks). The channel snapshots every 1 MB, so the restarted
+    # orderer must replay from a snapshot instead.
+    _order_padding(consortium, _RAFT_BATCH_BYTES + 512 * 1024)
+    deadline = time.monotonic() + 30
+    while not _raft_snapshots(net, victim):
+        assert time.monotonic() < deadline, f"{victim.name} took no Raft snapshot of a log over 2 MB"
+        time.sleep(0.2)
     # Kill it at rest, not in the instant it writes a block the earlier tests' last transactions
     # made: killed 50 ms after writing one, an orderer of Fabric 2.5.0 was seen to restart with its
     # Raft log one entry behind its ledger and never serve the next block (CI, a 359-block chain).

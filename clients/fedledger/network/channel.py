@@ -86,8 +86,14 @@ def configtx(config: ConsortiumConfig, layout: Layout, address: NodeAddress) -> 
                         "Consenters": consenters,
                         # Heartbeats every 100 ms and an election after 10 missed ones: a killed
                         # leader is replaced in about a second on loopback.
+                        # A Raft snapshot every 1 MB, half of PreferredMaxBytes (which Fabric uses as
+                        # the size of one batch of committed entries): Fabric 2.5.0 deadlocks when a
+                        # restarted orderer replays the channel's first configuration changes in a
+                        # batch that leaves more entries waiting (hyperledger/fabric#4199, fixed after
+                        # 2.5.0). With a snapshot taken before the log outgrows one batch, a restart
+                        # replays from the snapshot and never meets those changes.
                         "Options": {"TickInterval": "100ms", "ElectionTick": 10, "HeartbeatTick": 1,
-                                    "MaxInflightBlocks": 5, "SnapshotIntervalSize": "16 MB"},
+                                    "MaxInflightBlocks": 5, "SnapshotIntervalSize": "1 MB"},
                     },
                     "Organizations": [orderer_org],
                     "Policies": {
