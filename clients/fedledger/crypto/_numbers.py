@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import TypeVar
+from collections.abc import Sequence
 
 import gmpy2
 from gmpy2 import mpz
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 # The product of the odd primes below 2000: one gcd against it sieves a candidate (and, for safe
 # primes, 2q+1) before any Miller-Rabin round is spent on it.
@@ -148,16 +144,3 @@ class FixedBasePowmod:
             if byte:
                 result = result * self._table[j][byte] % self.modulus
         return result
-
-
-def map_chunks(fn: Callable[[list[T]], list[R]], items: Sequence[T], *, workers: int) -> list[R]:
-    """Apply ``fn`` to contiguous chunks of ``items`` on ``workers`` processes, keeping order.
-
-    ``fn`` must be a module-level function (it is pickled). With ``workers <= 1`` it runs here.
-    """
-    if workers <= 1 or len(items) < 2:
-        return fn(list(items))
-    size = -(-len(items) // workers)
-    chunks = [list(items[i:i + size]) for i in range(0, len(items), size)]
-    with ProcessPoolExecutor(max_workers=len(chunks)) as pool:
-        return [x for part in pool.map(fn, chunks) for x in part]

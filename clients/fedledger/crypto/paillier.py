@@ -14,10 +14,9 @@ one multiplication modulo ``n^2``.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,6 +24,7 @@ import gmpy2
 from gmpy2 import mpz
 
 from fedledger.crypto._numbers import FixedBasePowmod, random_bits, random_prime, random_unit
+from fedledger.crypto.cores import available_cores, resolve_workers, worker_pool
 from fedledger.errors import CryptoError
 
 DEFAULT_KEY_BITS = 2048
@@ -187,7 +187,6 @@ class RandomnessPool:
         self._values: deque[mpz] = deque()
         self._pending: list[Future[list[mpz]]] = []
         self._table: FixedBasePowmod | None = None
-        self._executor: ProcessPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self._values)
@@ -198,8 +197,9 @@ class RandomnessPool:
             self._table = FixedBasePowmod(pk.hs, pk.nsquare, exponent_bits=pk.short_exponent_bits)
         return self._table
 
-    def fill(self, count: int, *, workers: int = 1) -> None:
-        """Add ``count`` values now, on ``workers`` processes (1 = this process)."""
+    def fill(self, count: int, *, workers: int | None = None) -> None:
+        """Add ``count`` values now, on ``workers`` processes (None: every core; 1: this process)."""
+        workers = resolve_workers(workers, count)
         if workers <= 1:
             table = self._local_table()
             bits = self.public_key.short_exponent_bits
@@ -210,14 +210,13 @@ class RandomnessPool:
             self._pending.remove(future)
 
     def fill_in_background(self, count: int, *, workers: int | None = None) -> list[Future[list[mpz]]]:
-        """Start computing ``count`` values on worker processes; ``take`` collects them."""
-        workers = workers or os.cpu_count() or 1
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=workers)
+        """Start computing ``count`` values on the shared worker processes; ``take`` collects them."""
+        workers = workers or available_cores()
+        executor = worker_pool(workers)
         pk = self.public_key
         chunk = -(-count // workers)
         futures = [
-            self._executor.submit(_fill_chunk, int(pk.n), int(pk.hs), pk.short_exponent_bits, size)
+            executor.submit(_fill_chunk, int(pk.n), int(pk.hs), pk.short_exponent_bits, size)
             for size in (min(chunk, count - i) for i in range(0, count, chunk))
         ]
         self._pending.extend(futures)
@@ -233,10 +232,9 @@ class RandomnessPool:
         return [self._values.popleft() for _ in range(count)]
 
     def close(self) -> None:
-        """Stop the worker processes, if any were started."""
-        if self._executor is not None:
-            self._executor.shutdown(cancel_futures=True)
-            self._executor = None
+        """Drop the values not yet computed (the shared worker processes stay for the next user)."""
+        for future in self._pending:
+            future.cancel()
         self._pending.clear()
 
     def __enter__(self) -> RandomnessPool:

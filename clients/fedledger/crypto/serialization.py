@@ -1,6 +1,6 @@
 """Compact bytes for packed encrypted vectors, and strict parsing of them.
 
-Layout of version 1 (all integers big-endian)::
+Layout of version 2 (all integers big-endian; version 1 had byte-aligned slots)::
 
     magic "FLPV" | version u8 | key fingerprint 32 | value_bits u8 | slot_bits u8 | clip f64
     | max_summands u32 | max_weight u32 | length u32 | summands u32 | total_weight u64
@@ -29,7 +29,7 @@ from fedledger.crypto.vector import EncryptedVector
 from fedledger.errors import EncodingError, KeyMismatchError, MalformedCiphertextError
 
 MAGIC = b"FLPV"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct(">4sB32sBBdIIIIQIH")
 
 

@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
-from fedledger.crypto._numbers import evaluate_polynomial, map_chunks, multi_powmod, random_bits, random_safe_prime, random_unit
+from fedledger.crypto._numbers import evaluate_polynomial, multi_powmod, random_bits, random_safe_prime, random_unit
+from fedledger.crypto.cores import map_chunks
 from fedledger.crypto.paillier import DEFAULT_KEY_BITS, PublicKey, distinct_primes, keypair_from_primes
 from fedledger.crypto.vector import EncryptedVector, decode_plaintexts
 from fedledger.errors import CryptoError, DecryptionShareError, KeyMismatchError
@@ -180,10 +181,11 @@ def _challenge(tpk: ThresholdPublicKey, index: int, c4: mpz, d2: mpz, a: mpz, b:
     return mpz(int.from_bytes(h.digest(), "big"))
 
 
-def partial_decrypt(share: KeyShare, vector: EncryptedVector, *, workers: int = 1) -> PartialDecryption:
+def partial_decrypt(share: KeyShare, vector: EncryptedVector, *, workers: int | None = None) -> PartialDecryption:
     """Compute member ``share.index``'s partial decryption of ``vector`` with its proof.
 
-    ``workers > 1`` spreads the exponentiations over that many processes.
+    The exponentiations are spread over ``workers`` processes on this machine (None: every core;
+    1: this process only), see :mod:`fedledger.crypto.cores`.
     """
     tpk = share.public
     if vector.public_key.fingerprint != tpk.public_key.fingerprint:

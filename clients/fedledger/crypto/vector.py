@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
-from fedledger.crypto._numbers import map_chunks
+from fedledger.crypto.cores import map_chunks
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.paillier import PrivateKey, PublicKey, RandomnessPool
 from fedledger.errors import CapacityError, KeyMismatchError, MalformedCiphertextError
@@ -61,8 +61,8 @@ def encrypt_vector(
 ) -> EncryptedVector:
     """Quantize, pack and encrypt a 1-D vector of values in ``[-layout.clip, layout.clip]``.
 
-    With a filled ``pool`` this is one modular multiplication per ciphertext; without one, each
-    ciphertext pays its own ``r^n``. ``rng`` drives only the stochastic rounding (seeded from the
+    With a filled ``pool`` this is one modular multiplication per ciphertext; without one, the
+    ``r^n`` values are computed now, on every core. ``rng`` drives only the stochastic rounding (seeded from the
     OS by default); the encryption randomness always comes from the OS CSPRNG.
     """
     rng = rng or np.random.default_rng(secrets.randbits(128))
@@ -136,11 +136,11 @@ def _decrypt_all(ciphertexts: list[mpz], *, private_key: PrivateKey) -> list[mpz
 
 
 def decrypt_vector(
-    private_key: PrivateKey, vector: EncryptedVector, *, workers: int = 1
+    private_key: PrivateKey, vector: EncryptedVector, *, workers: int | None = None
 ) -> npt.NDArray[np.float64]:
     """Decrypt to the weighted sum of the encrypted values (divide by ``total_weight`` to average).
 
-    ``workers > 1`` spreads the CRT decryptions over that many processes.
+    The CRT decryptions are spread over ``workers`` processes (None: every core; 1: this process).
     """
     if vector.public_key.fingerprint != private_key.public_key.fingerprint:
         raise KeyMismatchError("the vector was encrypted under a different public key")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
+from gmpy2 import mpz
 from hypothesis import strategies as st
 
 from fedledger.crypto.packing import Layout
-from fedledger.errors import EncodingError
+from fedledger.errors import CryptoError, EncodingError
 
 layouts = st.builds(
     Layout,
@@ -58,9 +59,25 @@ def test_slot_width_covers_the_declared_capacity() -> None:
     layout = Layout(clip=4.0, max_summands=10, max_weight=1024, value_bits=16)
 
     assert layout.capacity == 10_240
-    assert layout.slot_bits == 32
-    assert layout.slots(2048) == 63
+    assert layout.slot_bits == 30
+    assert layout.slots(2048) == 68
     assert layout.capacity * ((1 << 16) - 1) < 2**layout.slot_bits
+
+
+def test_record_level_sums_of_ten_companies_take_at_most_1100_ciphertexts_per_100k_parameters() -> None:
+    # Weight 1 (record-level DP-SGD sums), 10 summands: 16 + 4 bits a slot, 102 slots a plaintext.
+    layout = Layout(clip=4.0, max_summands=10, max_weight=1, value_bits=16)
+
+    assert layout.slot_bits == 20
+    assert -(-100_000 // layout.slots(2048)) == 981
+
+
+def test_a_plaintext_with_bits_beyond_its_slots_is_refused() -> None:
+    layout = Layout(clip=1.0, max_summands=3, value_bits=6)
+    used = layout.slots(512) * layout.slot_bits
+
+    with pytest.raises(CryptoError, match="overflows its slots"):
+        layout.unpack([mpz(1) << used], 512, 1)
 
 
 @pytest.mark.parametrize(

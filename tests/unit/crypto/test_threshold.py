@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from gmpy2 import mpz
 
+from fedledger.crypto.cores import resolve_workers
 from fedledger.crypto.packing import Layout
 from fedledger.crypto.threshold import (
     KeyShare,
@@ -122,9 +123,12 @@ def test_a_member_sending_two_partials_is_refused(threshold_2_of_3: Dealt) -> No
 
 def test_multi_process_partials_equal_single_process_ones(threshold_2_of_3: Dealt) -> None:
     tpk, shares = threshold_2_of_3
-    total, _ = _aggregate(tpk, seed=8)
+    rng = np.random.default_rng(8)
+    # Enough ciphertexts (16 or more) for two workers to be worth starting.
+    total = encrypt_vector(tpk.public_key, rng.uniform(-2, 2, 24 * LAYOUT.slots(tpk.public_key.key_bits)), LAYOUT)
+    assert resolve_workers(2, len(total.ciphertexts)) == 2
 
-    single = partial_decrypt(shares[1], total)
+    single = partial_decrypt(shares[1], total, workers=1)
     multi = partial_decrypt(shares[1], total, workers=2)
 
     assert single.values == multi.values

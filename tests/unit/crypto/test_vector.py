@@ -135,7 +135,7 @@ def test_a_model_update_round_trips_at_production_key_size() -> None:
     total = aggregate([encrypt_vector(public_key, u, layout) for u in updates], weights)
     result = decrypt_vector(private_key, total)
 
-    assert len(total.ciphertexts) == -(-5_000 // 63)
+    assert len(total.ciphertexts) == -(-5_000 // 68)  # 30-bit slots: 16 value bits + 14 for weight 10,240
     expected = sum(w * u for w, u in zip(weights, updates))
     assert np.all(np.abs(result - expected) <= layout.error_bound(sum(weights)))
 
