@@ -617,6 +617,7 @@ func TestGenesisIsValidated(t *testing.T) {
 		{`he.dealer company name "" is invalid`, func(g *Genesis) { g.Encryption.Dealer = "" }},
 		{"does not fit a committee of 3", func(g *Genesis) { g.Encryption.Threshold = 4 }},
 		{"quorum must be", func(g *Genesis) { g.Quorum = 4 }},
+		{"quorum 3 exceeds he.threshold 2: under threshold custody", func(g *Genesis) { g.Quorum, g.Encryption.Threshold = 3, 2 }},
 		{"min_participants", func(g *Genesis) { g.MinParticipants = 4 }},
 		{"lists a company twice", func(g *Genesis) { g.Participants = []string{"acme", "acme"}; g.MinParticipants = 1 }},
 		{"seed0 must be 16 to 64 bytes in lower-case hex (32 to 128 digits), got 2 characters", func(g *Genesis) { g.Seed0 = "00" }},

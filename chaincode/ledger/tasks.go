@@ -222,6 +222,12 @@ func (g *Genesis) validate(publisher string) (budget int64, err error) {
 	if g.Quorum < 1 || g.Quorum > n {
 		return 0, fmt.Errorf("quorum must be between 1 and the committee size %d, got %d", n, g.Quorum)
 	}
+	if g.Encryption.KeyCustody == CustodyThreshold && g.Quorum > g.Encryption.Threshold {
+		// Each valid vote carries its member's partial decryption: with a quorum above t, t votes
+		// could decrypt a round that is not yet verified, which then could neither close nor fail.
+		return 0, fmt.Errorf("quorum %d exceeds he.threshold %d: under threshold custody every valid vote carries a partial decryption, so the round must be verified once t of them can decrypt it",
+			g.Quorum, g.Encryption.Threshold)
+	}
 	if len(g.Participants) == 0 || g.MinParticipants < 1 || g.MinParticipants > len(g.Participants) {
 		return 0, fmt.Errorf("min_participants %d must be between 1 and the %d participants", g.MinParticipants, len(g.Participants))
 	}

@@ -129,6 +129,9 @@ class TaskSpec:
                 ("key-bits", self.key_bits, MIN_TEST_KEY_BITS, _MAX_KEY_BITS, "")):
             if not low <= value <= high:
                 raise TaskSpecError(key, f"must be a whole number from {low} to {high}{bound}, not {value}")
+        if self.custody is Custody.THRESHOLD and self.quorum > self.threshold:
+            raise TaskSpecError("quorum", f"must not exceed the threshold ({self.threshold}) under threshold custody: "
+                                          f"every valid vote carries a partial decryption, not {self.quorum}")
         if self.key_bits % 2:
             raise TaskSpecError("key-bits", f"must be even (two primes of equal size), not {self.key_bits}")
         for spec_field in fields(self):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import pytest
 
-from fedledger.errors import PrivacyError
+from fedledger.errors import PrivacyError, TaskSpecError
+from fedledger.fl.custody import Custody
 from fedledger.fl.publish import TaskSpec
 from fedledger.fl.rounds import Description, NoiseMode, PrivacyUnit
 
@@ -114,3 +116,11 @@ def test_the_server_step_is_part_of_the_tasks_description_on_the_ledger() -> Non
     assert (step.lr, step.momentum, step.previous) == (2.5, 0.9, None)
     defaults = Description.from_json(spec().genesis(initial_model_sha256="0" * 64)["model"]["description"])
     assert (defaults.server_lr, defaults.server_momentum) == (1.0, 0.0)  # FedAvg
+
+
+def test_a_quorum_above_the_threshold_is_refused_under_threshold_custody_only() -> None:
+    with pytest.raises(TaskSpecError, match=re.escape("must not exceed the threshold (2) under threshold custody")):
+        dataclasses.replace(spec(), quorum=3)
+
+    escrow = dataclasses.replace(spec(), quorum=3, custody=Custody.ESCROW, master="acme")
+    assert escrow.quorum == 3
