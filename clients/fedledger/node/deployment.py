@@ -110,17 +110,20 @@ def _superlink_tls(directory: Path, address: str) -> tuple[Path, Path, Path]:
 
 def flower_env(flwr_home: Path) -> dict[str, str]:
     """The environment every Flower process of a party runs with (its own FLWR_HOME, no telemetry)."""
+    # The SuperLink's SuperExec looks for a ServerApp to start every second by default.
     return {"FLWR_HOME": str(flwr_home), "PYTHONUNBUFFERED": "1", "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1"}
+            "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
 
 
 def supernode_argv(*, superlink: str, ca_file: Path, node_key: Path, port: int,
                    node_config: dict[str, Any]) -> list[str]:
     """A company's SuperNode: dials ``superlink`` over TLS (trusting ``ca_file``), signs with its node key.
 
-    Its runtime API, where its own ClientApps fetch their work, is on its own 127.0.0.1:``port``.
+    Its runtime API, where its ClientApp takes its work, is on its own 127.0.0.1:``port``. The
+    ClientApp runs in the SuperNode's process and stays loaded between messages
+    (:mod:`fedledger.node.supernode`).
     """
-    return [_tool("flower-supernode"), "--superlink", superlink, "--root-certificates", str(ca_file),
+    return [sys.executable, "-m", "fedledger.node.supernode", "--superlink", superlink, "--root-certificates", str(ca_file),
             "--auth-supernode-private-key", str(node_key), "--host", LOCAL.address, "--port", str(port),
             "--node-config", _pairs(node_config)]
 
