@@ -114,7 +114,7 @@ from fedledger.fl.rounds import (  # noqa: E402
 )
 from fedledger.network import ConsortiumConfig, Network  # noqa: E402
 from fedledger.network.companies import Consortium  # noqa: E402
-from fedledger.network.processes import port_in_use  # noqa: E402
+from fedledger.network.ports import free_base_port  # noqa: E402
 from fedledger.node.demo import Party, ensure_party  # noqa: E402
 from fedledger.privacy import (  # noqa: E402
     RdpAccountant,
@@ -756,15 +756,6 @@ class NetworkLock:
             self._file = None
 
 
-def free_base_port(companies: int, start: int = 53000) -> int:
-    """The first base port (stepping by 1000) whose whole port plan is free on 127.0.0.1."""
-    for base in range(start, 60000, 1000):
-        config = ConsortiumConfig.from_dict({"base-port": base, "company": [{"name": f"C{i}"} for i in range(companies)]})
-        if not any(port_in_use(p) for n in config.nodes() for p in n.ports().values()):
-            return base
-    raise SystemExit("no free port range on 127.0.0.1 for the experiment's network; pass --base-port")
-
-
 def company_names(count: int) -> list[str]:
     return [f"company-{i + 1:02d}" for i in range(count)]
 
@@ -1303,7 +1294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 lock.acquire()
                 stack.callback(lock.release)
-                base = args.base_port or free_base_port(3)
+                base = args.base_port or free_base_port(3, start=53000)
                 home = Path(tempfile.mkdtemp(prefix="fedledger-fl-experiment-"))
                 net = Network(ConsortiumConfig.load(base_port=base), home)
                 timings["network_lock_wait_s"] = time.perf_counter() - began

@@ -43,7 +43,7 @@ from fedledger.fabric.contract import Contract  # noqa: E402
 from fedledger.fabric.gateway import Gateway, connect  # noqa: E402
 from fedledger.fabric.identity import Identity, Signer  # noqa: E402
 from fedledger.network import ConsortiumConfig, Layout, Network, open_network  # noqa: E402
-from fedledger.network.processes import port_in_use  # noqa: E402
+from fedledger.network.ports import free_base_port  # noqa: E402
 
 # The numbers the brief quotes for a Fabric Gateway client on loopback at BatchTimeout 200 ms.
 REFERENCE = {"endorse_s": 0.005, "submit_s": 0.002, "submit_commit_p50_s": 0.215}
@@ -72,15 +72,6 @@ class Profile:
 
     def contract(self, gateway: Gateway) -> Contract:
         return gateway.network(self.channel).contract(self.chaincode)
-
-
-def free_base_port(companies: int, start: int = 37000) -> int:
-    """The first base port (stepping by 1000) whose whole port plan is free on 127.0.0.1."""
-    for base in range(start, 60000, 1000):
-        config = ConsortiumConfig.from_dict({"base-port": base, "company": [{"name": f"C{i}"} for i in range(companies)]})
-        if not any(port_in_use(p) for n in config.nodes() for p in n.ports().values()):
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1 for the benchmark's network; pass --home")
 
 
 def summarize(samples: list[float]) -> dict[str, float | int | None]:
@@ -267,7 +258,7 @@ def main() -> int:
         layout, config = existing.layout, existing.config
         runtime, net, up_seconds = existing.runtime.name, None, None
     else:
-        base = free_base_port(3)
+        base = free_base_port(3, start=37000)
         config = ConsortiumConfig.load(args.config, base_port=base) if args.config else ConsortiumConfig.load(base_port=base)
         layout = Layout(Path(tempfile.mkdtemp(prefix="fedledger-ledger-bench-")))
         runtime, net = "native", Network(config, layout.home)

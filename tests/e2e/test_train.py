@@ -173,7 +173,7 @@ def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_netwo
 
 
 def _supernode_pid(company: str) -> int | None:
-    found = subprocess.run(["pgrep", "-f", f'flower-supernode.*home=".*/{company}"'], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", f'fedledger.node.supernode.*home=".*/{company}"'], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
     return pids[0] if pids else None
 

@@ -26,7 +26,7 @@ from fedledger.fabric.ca import CAClient
 from fedledger.fabric.gateway import Gateway, connect
 from fedledger.fabric.identity import Identity, Signer
 from fedledger.network import ConsortiumConfig, Network
-from fedledger.network.processes import port_in_use
+from fedledger.network.ports import free_base_port
 
 
 def fabric_bin(name: str) -> Path | None:
@@ -94,15 +94,6 @@ def fabric_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCA]:
     process.terminate()
     process.wait(timeout=10)
     log.close()
-
-
-def free_base_port(companies: int, start: int = 27000) -> int:
-    """The first base port (stepping by 1000) whose whole port plan is free on 127.0.0.1."""
-    for base in range(start, 60000, 1000):
-        config = ConsortiumConfig.from_dict({"base-port": base, "company": [{"name": f"C{i}"} for i in range(companies)]})
-        if not any(port_in_use(p) for n in config.nodes() for p in n.ports().values()):
-            return base
-    raise RuntimeError("no free port range for a test network")
 
 
 @dataclass

@@ -203,7 +203,7 @@ def test_each_partys_flower_processes_and_commands_ran_in_its_own_namespace(host
 
     assert "flower-superlink" in programs.get(coordinator, set()), programs
     for company, _ in COMPANIES:
-        assert "flower-supernode" in programs.get(company, set()), programs
+        assert "fedledger.node.supernode" in programs.get(company, set()), programs
     # No Flower process of the run, and no party command, ran in this machine's own namespace.
     assert programs.get(HOST, set()) == set(), programs
     assert programs.get(DEALER[0], set()) <= {"fedledger.cli.app"}, programs

@@ -35,6 +35,7 @@ import json
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -527,6 +528,18 @@ _CONFLICT_ATTEMPTS = 8
 _CONFLICT_BACKOFF = 0.25
 
 
+@dataclass(frozen=True)
+class LedgerUse:
+    """What a :class:`Ledger` has cost so far: reads, committed writes, and the seconds spent in both."""
+
+    reads: int = 0
+    writes: int = 0
+    seconds: float = 0.0
+
+    def __sub__(self, earlier: LedgerUse) -> LedgerUse:
+        return LedgerUse(self.reads - earlier.reads, self.writes - earlier.writes, self.seconds - earlier.seconds)
+
+
 class Ledger:
     """The FedLedger chaincode as Python methods, for one client identity.
 
@@ -554,6 +567,19 @@ class Ledger:
         self._contract = contract
         self._commit_timeout = commit_timeout
         self._after_commit = after_commit
+        self._use = LedgerUse()
+        self._use_lock = threading.Lock()
+
+    @property
+    def use(self) -> LedgerUse:
+        """Reads, writes and seconds spent on the ledger so far (subtract two to time a step)."""
+        return self._use
+
+    def _count(self, started: float, *, write: bool) -> None:
+        with self._use_lock:
+            use = self._use
+            self._use = LedgerUse(use.reads + (not write), use.writes + write,
+                                  use.seconds + time.perf_counter() - started)
 
     def __repr__(self) -> str:
         return f"Ledger({self._contract!r})"
@@ -561,7 +587,11 @@ class Ledger:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _read(self, name: str, *args: str) -> object:
-        raw = self._contract.evaluate(name, args)
+        started = time.perf_counter()
+        try:
+            raw = self._contract.evaluate(name, args)
+        finally:
+            self._count(started, write=False)
         try:
             return json.loads(raw)
         except ValueError:
@@ -569,6 +599,13 @@ class Ledger:
                               f"on the channel FedLedger's?") from None
 
     def _write(self, name: str, *args: str) -> str:
+        started = time.perf_counter()
+        try:
+            return self._write_once_valid(name, args)
+        finally:
+            self._count(started, write=True)
+
+    def _write_once_valid(self, name: str, args: tuple[str, ...]) -> str:
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
             submitted = self._contract.submit_async(name, args)
             status = submitted.status(timeout=self._commit_timeout)

@@ -56,7 +56,20 @@ from fedledger.fl.rounds import (
 from fedledger.fl.artifacts import digest_of
 from fedledger.privacy import randomized_response
 
-app = ClientApp()
+def _ledger_seconds(message: Message, context: Context, call_next: Any) -> Message:
+    """A ClientApp mod: every result says how long its message spent on the ledger (``ledger-seconds``),
+    which the coordinator adds up along the round's critical path."""
+    if "home" not in context.node_config:
+        return call_next(message, context)  # type: ignore[no-any-return]
+    ledger = _node(context).session.ledger
+    before = ledger.use
+    reply: Message = call_next(message, context)
+    if not reply.has_error() and "result" in reply.content:
+        reply.content["result"]["ledger-seconds"] = (ledger.use - before).seconds
+    return reply
+
+
+app = ClientApp(mods=[_ledger_seconds])
 
 
 @dataclass

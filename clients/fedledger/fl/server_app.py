@@ -103,6 +103,24 @@ class Replies:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def ledger_seconds(self) -> float:
+        """The longest any answering node spent on the ledger for this message (0 if none said)."""
+        return max((float(r.get("ledger-seconds", 0.0)) for r in self.results.values()), default=0.0)
+
+
+def payload_bytes(values: Any) -> int:
+    """The bytes a message's values carry: byte strings and text by length, numbers at 8 bytes."""
+    if isinstance(values, bytes | bytearray):
+        return len(values)
+    if isinstance(values, str):
+        return len(values.encode())
+    if isinstance(values, dict):
+        return sum(payload_bytes(v) for v in values.values())
+    if isinstance(values, list | tuple):
+        return sum(payload_bytes(v) for v in values)
+    return 8
+
 
 @dataclass
 class Coordinator:
@@ -115,6 +133,8 @@ class Coordinator:
     nodes: dict[int, str] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     failovers: list[dict[str, Any]] = field(default_factory=list)
+    # Payload bytes each company's node received from and sent to the coordinator, this round.
+    wire: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # --- messaging -------------------------------------------------------------------------------
     def ask(self, companies: dict[int, str], message_type: MessageType, content: dict[int, dict[str, Any]], *,
@@ -128,6 +148,8 @@ class Coordinator:
         messages = [Message(RecordDict({"config": ConfigRecord(content[node])}), dst_node_id=node,
                             message_type=str(message_type)) for node in companies]
         owed = dict(zip(self.grid.push_messages(messages), companies))
+        for node, company in companies.items():
+            self.wire.setdefault(company, {"received": 0, "sent": 0})["received"] += payload_bytes(content[node])
         replies = Replies()
         deadline = time.monotonic() + timeout
         while owed and time.monotonic() < deadline:
@@ -138,6 +160,8 @@ class Coordinator:
                     replies.problems[company] = f"its node failed: {reply.error.reason}"
                 else:
                     replies.results[company] = dict(reply.content["result"])
+                    self.wire.setdefault(company, {"received": 0, "sent": 0})["sent"] += \
+                        payload_bytes(replies.results[company])
             if enough is not None and len(replies.results) >= enough:
                 break
             online = set(self.grid.get_node_ids())
@@ -195,6 +219,8 @@ class Coordinator:
         """
         plan, ledger, store, cfg = self.plan, self.session.ledger, self.session.store, self.config
         times: dict[str, float] = {}
+        self.wire = {}
+        ledger_before = ledger.use
         started = time.perf_counter()
         tx_open = open_round(plan, ledger, n)
         times["ledger_open"] = time.perf_counter() - started
@@ -299,6 +325,11 @@ class Coordinator:
                                  f"{closed.problems.get(leader, 'no result')}")
         model_sha = closed_record.get("model_sha256", "")
         keep_checked(store, {"model": model_sha}, {"model": model}, what="model")
+        # The ledger's share of the round: the coordinator's own calls, plus for each message the
+        # node that spent longest on the ledger answering it (the phase waited for that node).
+        times["ledger_critical_path"] = (ledger.use - ledger_before).seconds + sum(
+            replies.ledger_seconds for replies in (electors, trained, led, verified, closed))
+        times["round_wall"] = time.perf_counter() - started
         entry = {"round": n, "included": list(record["aggregate"]["included"]),
                  "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
                  "aggregate_sha256": record["aggregate"]["sha256"], "leader": leader,
@@ -313,6 +344,7 @@ class Coordinator:
                  "partials_refused": refusals,
                  "failovers": [f for f in self.failovers if f["round"] == n],
                  "seconds": times,
+                 "wire_bytes": {c: dict(w) for c, w in sorted(self.wire.items())},
                  "company_epsilons": {c: float(r["local-epsilon"]) for c, r in trained.results.items()
                                       if float(r["local-epsilon"]) > 0},
                  "client_seconds": {c: {"train": float(r["train-seconds"]),
