@@ -26,6 +26,7 @@ ratio to plain FedAvg through the same deployment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -136,16 +137,18 @@ def bench_growth(key_bits: int, sizes: list[int]) -> dict[str, Any]:
     return out
 
 
-def bench_rounds(home: Path | None, *, rounds: int, key_bits: int) -> dict[str, Any]:
+def bench_rounds(home: Path | None, *, rounds: int, key_bits: int, batch_timeout: str | None = None) -> dict[str, Any]:
     net = None
     if home is None:
         config = ConsortiumConfig.load(base_port=free_base_port(3, start=41000))
+        if batch_timeout:
+            config = dataclasses.replace(config, batch_timeout=batch_timeout)
         home = Path(tempfile.mkdtemp(prefix="fedledger-round-bench-"))
         net = Network(config, home)
-        print(f"bringing the consortium up in {home} ...", file=sys.stderr)
+        print(f"bringing the consortium up in {home} (BatchTimeout {config.batch_timeout}) ...", file=sys.stderr)
         net.up()
     else:
-        open_network(home)  # fails with the reason if no network is there
+        config = open_network(home).config  # fails with the reason if no network is there
     failed = True
     try:
         task = f"round-bench-{uuid.uuid4().hex[:8]}"
@@ -175,7 +178,7 @@ def bench_rounds(home: Path | None, *, rounds: int, key_bits: int) -> dict[str, 
             entry["sent"] += w["sent"] / len(trained)
     phases = sorted({k for r in trained for k in r["seconds"]})
     return {"task_id": result["task_id"], "rounds": len(trained), "failed_rounds": result.get("failed_rounds", []),
-            "key_bits": key_bits, "round_wall_s": walls, "round_p50_s": statistics.median(walls),
+            "key_bits": key_bits, "batch_timeout": config.batch_timeout, "round_wall_s": walls, "round_p50_s": statistics.median(walls),
             "ledger_s": ledger, "ledger_p50_s": statistics.median(ledger),
             "phases_p50_s": {p: statistics.median(r["seconds"].get(p, 0.0) for r in trained) for p in phases},
             "wire_bytes_per_round": wire}
@@ -190,6 +193,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed partial decryptions per worker count")
     parser.add_argument("--quick", action="store_true", help="3 rounds with a 1024-bit key, the 10k point only")
     parser.add_argument("--skip-rounds", action="store_true", help="no network: packing, cores and growth only")
+    parser.add_argument("--batch-timeouts", default="200ms,50ms",
+                        help="the orderers' BatchTimeout of each network the rounds are trained on, side by side "
+                             "(ignored with --home)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "round_bench.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args()
@@ -204,14 +210,18 @@ def main() -> int:
     partial = bench_partial(args.key_bits, args.repeats)
     print("growth with the number of parameters ...", file=sys.stderr)
     growth = bench_growth(args.key_bits, sizes)
-    rounds = None
+    runs: list[dict[str, Any]] = []
     if not args.skip_rounds:
+        timeouts = [None] if args.home else [t for t in args.batch_timeouts.split(",") if t]
         try:
-            rounds = bench_rounds(args.home.expanduser().resolve() if args.home else None, rounds=args.rounds,
-                                  key_bits=1024 if args.quick else args.key_bits)
+            for batch_timeout in timeouts:
+                runs.append(bench_rounds(args.home.expanduser().resolve() if args.home else None, rounds=args.rounds,
+                                         key_bits=1024 if args.quick else args.key_bits, batch_timeout=batch_timeout))
         except NetworkStateError as err:
             print(err, file=sys.stderr)
             return 2
+    # The goals are judged on the fastest configuration measured; every one is in the table.
+    rounds = min(runs, key=lambda r: r["round_p50_s"]) if runs else None
 
     measured = {
         "demo round p50 (s)": rounds["round_p50_s"] if rounds else None,
@@ -236,10 +246,16 @@ def main() -> int:
           f"{'goal met' if packing['exact'] else 'goal missed'}")
     print(f"{'MNIST CNN round, 10 companies, via Flower':<44}{'-':>14}{'<= 10':>10}  not measured")
     print(f"{'  ratio to plain FedAvg via Flower':<44}{'-':>14}{'<= 4x':>10}  not measured")
-    if rounds:
-        print(f"\ndemo round phases (p50, s): " + ", ".join(f"{k} {v:.2f}" for k, v in rounds["phases_p50_s"].items()))
+    if runs:
+        print(f"\ndemo rounds ({rounds['key_bits'] if rounds else '-'}-bit key), p50 seconds by the orderers' BatchTimeout:")
+        phases = sorted({p for r in runs for p in r["phases_p50_s"]})
+        print(f"{'':<26}" + "".join(f"{r['batch_timeout']:>12}" for r in runs))
+        for phase in phases:
+            print(f"{phase:<26}" + "".join(f"{r['phases_p50_s'].get(phase, 0.0):>12.2f}" for r in runs))
+        print(f"{'failed rounds':<26}" + "".join(f"{len(r['failed_rounds']):>12}" for r in runs))
         print("payload bytes per company per round (received / sent): " + ", ".join(
-            f"{c} {w['received'] / 1e3:.1f} kB / {w['sent'] / 1e3:.1f} kB" for c, w in rounds["wire_bytes_per_round"].items()))
+            f"{c} {w['received'] / 1e3:.1f} kB / {w['sent'] / 1e3:.1f} kB"
+            for c, w in (rounds["wire_bytes_per_round"] if rounds else {}).items()))
     print(f"\npartial decryption of {PARTIAL_CIPHERTEXTS} ciphertexts: "
           f"{partial['seconds_by_workers']['1']:.2f} s on 1 worker, {partial['seconds_by_workers']['2']:.2f} s on 2")
     print("\nParameters -> Paillier work of one round (one company encrypting, the leader aggregating, one member "
@@ -255,7 +271,7 @@ def main() -> int:
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()},
               "key_bits": args.key_bits, "measured": measured, "goals": goals, "packing": packing,
-              "partial_decryption": partial, "growth": growth, "rounds": rounds,
+              "partial_decryption": partial, "growth": growth, "rounds": runs,
               "not_measured": ["MNIST CNN round, 10 companies, through Flower",
                                "its ratio to a plain FedAvg round through the same deployment"],
               "run_seconds": time.perf_counter() - began,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,20 +26,29 @@ from fedledger.fl.party import PartyHome
 def wait_for_block(qscc: Contract, channel: str, msp_ids: Sequence[str], block: int, *, timeout: float = 30) -> None:
     """Wait until the peers of every org in ``msp_ids`` have committed block ``block``.
 
-    Asks each org's peer for its chain height through the Gateway (system chaincode qscc), so a
-    company that reads next through its own peer sees what was just written.
+    Asks each org's peer for its chain height through the Gateway (system chaincode qscc), all of
+    them at once, so a company that reads next through any org's peer sees what was just written.
     """
     deadline = time.monotonic() + timeout
-    for msp_id in msp_ids:
+
+    def reached(msp_id: str) -> None:
         while True:
             info = BlockchainInfo()
             info.ParseFromString(qscc.evaluate("GetChainInfo", [channel], endorsing_organizations=[msp_id]))
             if info.height > block:
-                break
+                return
             if time.monotonic() > deadline:
                 raise FabricError(f"{msp_id}'s peer has not committed block {block} within {timeout:.0f} s "
                                   f"(it is at height {info.height})")
             time.sleep(0.02)
+
+    if len(msp_ids) <= 1:
+        for msp_id in msp_ids:
+            reached(msp_id)
+        return
+    with ThreadPoolExecutor(max_workers=len(msp_ids), thread_name_prefix="wait-for-block") as pool:
+        for done in [pool.submit(reached, msp_id) for msp_id in msp_ids]:
+            done.result()
 
 
 @dataclass
@@ -72,9 +82,11 @@ class CompanySession:
                           tls_root_certificates=str(org["peer"]["tls_ca_pem"]).encode())
         msp_ids = tuple(sorted(o["msp_id"] for o in orgs.values()))
         network = gateway.network(profile["channel"])
+        # The commit status came from the party's own peer: the other orgs' peers are the ones to wait for.
+        others = tuple(m for m in msp_ids if m != enrollment.identity.msp_id)
         ledger = Ledger(network.contract(profile["chaincode"]),
                         after_commit=lambda block: wait_for_block(network.contract("qscc"), profile["channel"],
-                                                                  msp_ids, block))
+                                                                  others, block))
         return cls(home, name, enrollment, gateway, ledger, msp_ids)
 
     def peer_gateways(self) -> dict[str, Gateway]:
