@@ -16,7 +16,7 @@ import (
 // elected; from then on no update is accepted and the aggregate must sum exactly that set.
 const (
 	RoundOpen       = "open"
-	RoundCollecting = "collecting"
+	RoundCollecting = "collecting" // written by chaincode 0.2.0 and earlier; a round now stays open until collection closes
 	RoundCollected  = "collected"
 	RoundAggregated = "aggregated"
 	RoundVerified   = "verified"
@@ -251,12 +251,9 @@ func (c *Contract) SubmitUpdate(ctx contractapi.TransactionContextInterface, tas
 		SizeBytes: int64(size), Samples: int64(samples), ComputeMillis: int64(compute),
 		TxID: ctx.GetStub().GetTxID(), SubmittedAt: now,
 	}
+	// Only the company's own key is written: companies submitting to one round together do not
+	// conflict (the round record is counted when collection closes).
 	if err := putJSON(ctx, k, update); err != nil {
-		return err
-	}
-	r.Updates++
-	r.Status = RoundCollecting
-	if err := saveRound(ctx, r); err != nil {
 		return err
 	}
 	return emit(ctx, "UpdateSubmitted", update)
@@ -302,6 +299,7 @@ func (c *Contract) CloseCollection(ctx contractapi.TransactionContextInterface, 
 		r.Collected = append(r.Collected, u.Company)
 	}
 	slices.Sort(r.Collected)
+	r.Updates = len(updates)
 	r.Election = election
 	r.Leader = election.Ranking[0]
 	r.Status = RoundCollected

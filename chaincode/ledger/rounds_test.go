@@ -348,7 +348,7 @@ func TestARoundOpensOnlyAfterThePreviousEndedAndNotPastTheTask(t *testing.T) {
 	c.withKey(t, genesis(func(g *Genesis) { g.TaskID = "mnist-2" }))
 	c.ok(t, c.publisher, "OpenRound", "mnist-2", "1")
 	c.ok(t, c.bolt, "SubmitUpdate", "mnist-2", "1", hash("b"), "10", "5", "5")
-	c.refused(t, "round 1 of task mnist-2 is still collecting", c.publisher, "OpenRound", "mnist-2", "2")
+	c.refused(t, "round 1 of task mnist-2 is still open", c.publisher, "OpenRound", "mnist-2", "2")
 }
 
 func TestADemotedPublisherPublishesNoTask(t *testing.T) {

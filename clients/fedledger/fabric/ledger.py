@@ -223,7 +223,8 @@ class StandingRecord(TypedDict):
 
 
 class RoundRecord(TypedDict):
-    """One round of a task: open -> collecting -> collected -> aggregated -> verified -> closed, or failed."""
+    """One round of a task: open -> collected -> aggregated -> verified -> closed, or failed (rounds of
+    chaincode 0.2.0 went through "collecting" while updates arrived)."""
 
     task_id: str
     number: int

@@ -183,7 +183,6 @@ class MemoryLedgerView:
             "task_id": task_id, "round": round_number, "company": self.company, "artifact_sha256": artifact_sha256,
             "size_bytes": size_bytes, "samples": samples, "compute_millis": compute_millis, "tx_id": tx,
             "submitted_at": int(self._book.clock())}
-        record["status"], record["updates"] = "collecting", len(updates)
         return tx
 
     def close_collection(self, task_id: str, round_number: int) -> str:
@@ -202,7 +201,7 @@ class MemoryLedgerView:
             raise MemoryLedgerError(f"no committee member has proved for round {round_number}: none can lead it")
         selection = select(candidates, alpha=alpha, committee_size=len(candidates) - 1)
         ranking = [selection.leader, *selection.committee]
-        record.update(status="collected", collected=sorted(updates), leader=ranking[0], election={
+        record.update(status="collected", collected=sorted(updates), updates=len(updates), leader=ranking[0], election={
             "combined_seed": selection.seed.hex(), "ranking": ranking,
             "stakes": {c.company: c.stake for c in candidates}, "window_seconds": task["leader_window_seconds"],
             "closed_at": int(self._book.clock())})

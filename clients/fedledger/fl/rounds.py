@@ -83,7 +83,7 @@ class RoundStatus(StrEnum):
     """A round's status on the ledger (the chaincode's ``Round*`` constants)."""
 
     OPEN = "open"
-    COLLECTING = "collecting"
+    COLLECTING = "collecting"  # chaincode 0.2.0 and earlier: a round with updates, not yet collected
     COLLECTED = "collected"
     AGGREGATED = "aggregated"
     VERIFIED = "verified"

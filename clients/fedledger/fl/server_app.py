@@ -31,6 +31,7 @@ from fedledger.fl import task as tasks
 from fedledger.fl.artifacts import digest_of
 from fedledger.fl.company import CompanySession
 from fedledger.fl.config import RunConfig
+from fedledger.fl.flower_waits import shorten_waits
 from fedledger.fl.messages import MessageType
 from fedledger.fl.party import verify_hello
 from fedledger.fl.custody import Custody
@@ -453,7 +454,11 @@ class Coordinator:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    from flwr.superlink.grid import http_grid
+
     _log_to_stderr()
+    # The replies' objects are pulled with a short first backoff, not Flower's 1 s.
+    shorten_waits(http_grid)
     config = RunConfig.from_flower(dict(context.run_config))
     with CompanySession.open(config.home) as session:
         plan = TaskPlan.load(session.ledger, config.task_id)

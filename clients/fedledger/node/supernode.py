@@ -11,10 +11,8 @@ The thread takes tasks from the SuperNode's runtime API on the node's own loopba
 SuperExec would, and runs the ClientApp of the FedLedger installed on this node: not code shipped
 in the run's app bundle (the coordinator's copy), which it only checks by name.
 
-Flower 1.42 also waits 3 s after every pull from the SuperLink that brings nothing, and checks
-for a reply every 0.5 s, with no setting for either. :func:`cap_idle_waits` shortens those waits
-in the SuperNode's loop (its module's ``time.sleep``, nothing else); ``flwr`` is pinned to 1.42 and
-a unit test fails if the loop it adjusts moves.
+Flower's fixed polling waits and object-pull backoffs are shortened in the SuperNode's loop and in
+the worker's pulls (:mod:`fedledger.fl.flower_waits`).
 """
 
 from __future__ import annotations
@@ -24,30 +22,16 @@ import logging
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 
 FAB_ID = "fedledger/fedledger"
-# How long the SuperNode waits, at most, before pulling again or checking for a reply.
-IDLE_WAIT_CAP = 0.2
 # How often the worker asks the runtime API for a task when it has none.
 TASK_POLL = 0.05
 
 _log = logging.getLogger("fedledger.node.supernode")
-
-
-def cap_idle_waits(module: types.ModuleType, cap: float) -> None:
-    """Make ``module``'s ``time.sleep`` wait at most ``cap`` seconds (its other ``time`` use unchanged)."""
-    real = module.time
-
-    class _CappedTime(types.SimpleNamespace):
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real, name)
-
-    module.time = _CappedTime(sleep=lambda seconds: real.sleep(min(float(seconds), cap)))
 
 
 class ClientAppWorker(threading.Thread):
@@ -102,12 +86,18 @@ class ClientAppWorker(threading.Thread):
         heartbeat.start()
         message = reply = context = None
         status, details = SubStatus.FAILED, "the ClientApp task failed"
+        started = time.perf_counter()
+        answered = started
         try:
             message, context, run, _fab = pull_task_input(client)
             if run.fab_id != FAB_ID:
                 raise RuntimeError(f"this node runs only the {FAB_ID} ClientApp, not {run.fab_id!r}")
+            pulled = time.perf_counter()
             reply = app(message=message, context=context)
+            answered = time.perf_counter()
             status, details = SubStatus.COMPLETED, ""
+            _log.info("%s: pulled in %.3f s, answered in %.3f s", message.metadata.message_type,
+                      pulled - started, answered - pulled)
         except Exception as err:  # noqa: BLE001 - becomes the reply's error, as flwr-clientapp does
             _log.error("the ClientApp raised %s: %s", type(err).__name__, err)
             details = f"{type(err).__name__}: {err}"
@@ -118,6 +108,7 @@ class ClientAppWorker(threading.Thread):
                 if reply is not None and context is not None:
                     push_message(client, reply, context)
                 push_task_output(client=client, context=context, sub_status=status, details=details)
+                _log.info("reply pushed in %.3f s", time.perf_counter() - answered)
             finally:
                 heartbeat.stop()
                 client.close()
@@ -146,14 +137,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Start the warm ClientApp worker, then run Flower's SuperNode in ``process`` isolation."""
     from flwr.supernode import start_client_internal
     from flwr.supernode.cli.flower_supernode import flower_supernode
+    from flwr.supernode.runtime import run_clientapp
+
+    from fedledger.fl.flower_waits import shorten_waits
 
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9094)
     known, _ = parser.parse_known_args(args)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cap_idle_waits(start_client_internal, IDLE_WAIT_CAP)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
+    shorten_waits(start_client_internal)
+    shorten_waits(run_clientapp)
     ClientAppWorker(f"{known.host}:{known.port}", _load_fedledger_app).start()
     sys.argv = ["flower-supernode", *args, "--isolation", "process"]
     flower_supernode()

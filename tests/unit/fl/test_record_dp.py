@@ -98,10 +98,10 @@ def test_a_round_with_fewer_updates_than_noise_shares_is_refused_before_anything
 
     with pytest.raises(MemoryLedgerError, match="with 1 update\\(s\\): collection cannot close"):
         task.close_collection(1)
-    with pytest.raises(RoundError, match="is collecting: an aggregate is made once collection has closed"):
+    with pytest.raises(RoundError, match="is open: an aggregate is made once collection has closed"):
         task.lead(1, updates, company="a-co")
     record = task.round(1)
-    assert record["status"] == RoundStatus.COLLECTING and "aggregate" not in record and "collected" not in record
+    assert record["status"] == RoundStatus.OPEN and "aggregate" not in record and "collected" not in record
 
 
 def test_a_company_with_more_records_than_the_task_sizes_sums_for_is_refused(

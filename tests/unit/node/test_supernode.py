@@ -1,7 +1,8 @@
-"""Unit tests of the warm SuperNode: the idle-wait cap, and a guard on the Flower loop it adjusts."""
+"""Unit tests of the shortened Flower waits, and a guard on the Flower code they adjust."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import time
@@ -9,6 +10,9 @@ import tomllib
 import types
 from pathlib import Path
 
+import pytest
+
+from fedledger.fl.flower_waits import BACKOFF_CAP, INITIAL_BACKOFF, shorten_waits
 from fedledger.node import supernode
 
 
@@ -16,7 +20,7 @@ def test_capped_sleeps_wait_at_most_the_cap_and_the_rest_of_time_is_untouched() 
     module = types.ModuleType("loop")
     module.time = time  # type: ignore[attr-defined]
 
-    supernode.cap_idle_waits(module, 0.01)
+    assert shorten_waits(module, sleep_cap=0.01) == ["time.sleep"]
     started = time.monotonic()
     module.time.sleep(3)  # type: ignore[attr-defined]
 
@@ -25,15 +29,31 @@ def test_capped_sleeps_wait_at_most_the_cap_and_the_rest_of_time_is_untouched() 
     assert time.sleep is not module.time.sleep  # type: ignore[attr-defined]  # the real module is unchanged
 
 
-def test_the_flower_loop_the_cap_adjusts_is_the_one_pinned() -> None:
-    # cap_idle_waits shortens Flower 1.42's SuperNode waits through its module's ``time``: if an
-    # upgrade moves them, this fails instead of the node silently polling every 3 s again.
-    from flwr.supernode import start_client_internal
+def test_object_pulls_start_with_a_short_backoff_and_are_wrapped_once() -> None:
+    seen = {}
+    module = types.ModuleType("pulls")
+    module.pull_objects = lambda ids, **kw: seen.update(kw)  # type: ignore[attr-defined]
+
+    assert shorten_waits(module) == ["pull_objects"]
+    assert shorten_waits(module) == []
+    module.pull_objects(["x"])  # type: ignore[attr-defined]
+
+    assert seen == {"initial_backoff": INITIAL_BACKOFF, "backoff_cap": BACKOFF_CAP}
+
+
+@pytest.mark.parametrize("name, waits, pulls", [
+    ("flwr.supernode.start_client_internal", ["time.sleep(3)", "time.sleep(0.5)"], "pull_objects"),
+    ("flwr.supernode.runtime.run_clientapp", [], "pull_and_inflate_object_from_tree"),
+    ("flwr.superlink.grid.http_grid", [], "pull_objects"),
+])
+def test_the_flower_code_the_waits_adjust_is_the_one_pinned(name: str, waits: list[str], pulls: str) -> None:
+    # If an upgrade moves these, this fails instead of the rounds silently waiting seconds again.
+    module = importlib.import_module(name)
 
     assert importlib.metadata.version("flwr").startswith("1.42.")
-    source = inspect.getsource(start_client_internal)
-    assert "time.sleep(3)" in source and "time.sleep(0.5)" in source
-    assert start_client_internal.time is time or hasattr(start_client_internal.time, "sleep")
+    source = inspect.getsource(module)
+    assert all(wait in source for wait in waits)
+    assert {"initial_backoff", "backoff_cap"} <= set(inspect.signature(getattr(module, pulls)).parameters)
 
 
 def test_the_node_runs_only_the_fedledger_app_it_has_installed() -> None:
