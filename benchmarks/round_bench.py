@@ -100,8 +100,11 @@ def bench_packing(key_bits: int) -> dict[str, Any]:
             "exactness_bound": layout.error_bound(10), "exact": error <= layout.error_bound(10)}
 
 
-def bench_partial(key_bits: int, repeats: int) -> dict[str, Any]:
-    (tpk, shares), deal_s = timed(lambda: deal_threshold_key(threshold=2, parties=3, key_bits=key_bits))
+Dealt = tuple[Any, list[Any]]
+
+
+def bench_partial(dealt: Dealt, key_bits: int, repeats: int) -> dict[str, Any]:
+    tpk, shares = dealt
     layout = default_dp_layout(3)
     values = np.random.default_rng(3).uniform(-CLIP, CLIP, PARTIAL_CIPHERTEXTS * layout.slots(key_bits))
     vector = encrypt_vector(tpk.public_key, values, layout)
@@ -111,12 +114,12 @@ def bench_partial(key_bits: int, repeats: int) -> dict[str, Any]:
         partial_decrypt(shares[0], vector, workers=workers)  # start the workers before timing
         times[str(workers)] = statistics.median(
             timed(lambda w=workers: partial_decrypt(shares[0], vector, workers=w))[1] for _ in range(repeats))
-    return {"ciphertexts": PARTIAL_CIPHERTEXTS, "deal_s": deal_s, "seconds_by_workers": times,
+    return {"ciphertexts": PARTIAL_CIPHERTEXTS, "seconds_by_workers": times,
             "ratio_2_to_1": times["2"] / times["1"], "cores_available": available_cores()}
 
 
-def bench_growth(key_bits: int, sizes: list[int]) -> dict[str, Any]:
-    (tpk, shares), _ = timed(lambda: deal_threshold_key(threshold=2, parties=3, key_bits=key_bits))
+def bench_growth(dealt: Dealt, sizes: list[int]) -> dict[str, Any]:
+    tpk, shares = dealt
     layout = default_dp_layout(3)
     rng = np.random.default_rng(5)
     out: dict[str, Any] = {}
@@ -206,10 +209,13 @@ def main() -> int:
     began = time.perf_counter()
     print("packing ...", file=sys.stderr)
     packing = bench_packing(args.key_bits)
+    print(f"dealing a 2-of-3 threshold key of {args.key_bits} bits ...", file=sys.stderr)
+    dealt, deal_s = timed(lambda: deal_threshold_key(threshold=2, parties=3, key_bits=args.key_bits))
     print(f"partial decryption of {PARTIAL_CIPHERTEXTS} ciphertexts, 1 and 2 workers ...", file=sys.stderr)
-    partial = bench_partial(args.key_bits, args.repeats)
+    partial = bench_partial(dealt, args.key_bits, args.repeats)
+    partial["deal_s"] = deal_s
     print("growth with the number of parameters ...", file=sys.stderr)
-    growth = bench_growth(args.key_bits, sizes)
+    growth = bench_growth(dealt, sizes)
     runs: list[dict[str, Any]] = []
     if not args.skip_rounds:
         timeouts = [None] if args.home else [t for t in args.batch_timeouts.split(",") if t]

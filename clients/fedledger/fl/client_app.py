@@ -3,9 +3,10 @@
 It works from the company's own home (node config ``home``) and nothing else, and answers:
 
 - ``query.hello``: sign the coordinator's challenge with the node key the company put on the ledger;
-- ``train``: check the global model against the ledger, train on the company's own data, and
-  contribute the clipped, noised, encrypted update (``rounds.contribute``);
-- ``query.elect`` (committee members): prove the VRF on the round's seed (``rounds.stand_for_leader``);
+- ``train``: check the global model against the ledger, (a committee member, when the message says
+  ``elect``) prove the VRF on the round's seed (``rounds.stand_for_leader``), train on the
+  company's own data, and contribute the clipped, noised, encrypted update (``rounds.contribute``);
+- ``query.elect`` (committee members that do not train): prove the VRF on the round's seed;
 - ``query.aggregate`` (a ranked leader): sum the ciphertexts the ledger fixed (``rounds.lead``);
 - ``query.verify`` (committee members): recompute and vote; with a valid verdict, partially decrypt
   the aggregate just recomputed with the member's share (opened from the sealed box the dealer put
@@ -30,6 +31,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedledger.crypto import KeyShare, load_key_share
+from fedledger.errors import FedLedgerError
 from fedledger.fl.company import CompanySession
 from fedledger.fl.config import Partitioner
 from fedledger.fl.custody import Custody, master_private_key, release_escrow_share
@@ -64,8 +66,9 @@ def _ledger_seconds(message: Message, context: Context, call_next: Any) -> Messa
     ledger = _node(context).session.ledger
     before = ledger.use
     reply: Message = call_next(message, context)
-    if not reply.has_error() and "result" in reply.content:
-        reply.content["result"]["ledger-seconds"] = (ledger.use - before).seconds
+    result = None if reply.has_error() else reply.content.get("result")
+    if isinstance(result, ConfigRecord):
+        result["ledger-seconds"] = (ledger.use - before).seconds
     return reply
 
 
@@ -210,6 +213,14 @@ def train(message: Message, context: Context) -> Message:
     config, node, plan = _task_message(message, context)
     round_number = int(config["round"])
     global_model = _global_model(node, plan, round_number, bytes(config["model"]))
+    # A participant on the committee proves for the round's election first (one exchange a round);
+    # a proof refused (say, the member was demoted) does not keep its update out of the round.
+    election_tx = election_error = ""
+    if config.get("elect"):
+        try:
+            election_tx = _stand(node, plan, config)
+        except FedLedgerError as err:
+            election_error = str(err)
     x, y, num_classes = _local_data(node, context, plan.description.model, int(config["seed"]),
                                     Partitioner(str(config["partitioner"])), float(config["alpha"]))
     y = _task_labels(node, plan, y, num_classes)
@@ -238,7 +249,8 @@ def train(message: Message, context: Context) -> Message:
                          round_number=round_number, update=update, samples=len(y),
                          compute_millis=int(seconds * 1000))
     return _reply(message, {"company": receipt.company, "update": receipt.data, "samples": receipt.samples,
-                            "tx-id": receipt.tx_id, "train-seconds": seconds,
+                            "tx-id": receipt.tx_id, "election-tx-id": election_tx, "election-error": election_error,
+                            "train-seconds": seconds,
                             "encrypt-and-ledger-seconds": time.perf_counter() - started,
                             "local-epsilon": local_epsilon})
 
@@ -246,8 +258,12 @@ def train(message: Message, context: Context) -> Message:
 @app.query(MessageType.ELECT.removeprefix("query."))
 def elect(message: Message, context: Context) -> Message:
     config, node, plan = _task_message(message, context)
-    tx_id = stand_for_leader(plan, node.session.ledger, node.session.home.vrf_key(), round_number=int(config["round"]))
-    return _reply(message, {"company": node.name, "tx-id": tx_id})
+    return _reply(message, {"company": node.name, "election-tx-id": _stand(node, plan, config)})
+
+
+def _stand(node: _Node, plan: TaskPlan, config: dict[str, Any]) -> str:
+    """This member's election proof for the round, on the ledger; its transaction id."""
+    return stand_for_leader(plan, node.session.ledger, node.session.home.vrf_key(), round_number=int(config["round"]))
 
 
 @app.query(MessageType.AGGREGATE.removeprefix("query."))

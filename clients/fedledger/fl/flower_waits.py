@@ -37,7 +37,7 @@ def shorten_waits(module: types.ModuleType, *, sleep_cap: float = SLEEP_CAP) -> 
             def __getattr__(self, name: str) -> Any:
                 return getattr(real_time, name)
 
-        module.time = _CappedTime(sleep=lambda seconds: real_time.sleep(min(float(seconds), sleep_cap)))
+        setattr(module, "time", _CappedTime(sleep=lambda seconds: real_time.sleep(min(float(seconds), sleep_cap))))
         changed.append("time.sleep")
     for name in _PULLS:
         pull = getattr(module, name, None)

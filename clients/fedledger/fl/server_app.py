@@ -138,16 +138,18 @@ class Coordinator:
     wire: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # --- messaging -------------------------------------------------------------------------------
-    def ask(self, companies: dict[int, str], message_type: MessageType, content: dict[int, dict[str, Any]], *,
-            enough: int | None = None, timeout: float | None = None) -> Replies:
-        """Send one message per node (``content`` by node id); gather each company's result.
+    def ask(self, companies: dict[int, str], message_type: MessageType | dict[int, MessageType],
+            content: dict[int, dict[str, Any]], *, enough: int | None = None, timeout: float | None = None) -> Replies:
+        """Send one message per node (``content``, and the type if it differs, by node id); gather each
+        company's result.
 
         Stops waiting once ``enough`` companies answered, or once every node still owing an answer
         has left the federation. Every company that did not answer is named with the reason.
         """
         timeout = self.config.round_timeout if timeout is None else timeout
+        types = message_type if isinstance(message_type, dict) else {node: message_type for node in companies}
         messages = [Message(RecordDict({"config": ConfigRecord(content[node])}), dst_node_id=node,
-                            message_type=str(message_type)) for node in companies]
+                            message_type=str(types[node])) for node in companies]
         owed = dict(zip(self.grid.push_messages(messages), companies))
         for node, company in companies.items():
             self.wire.setdefault(company, {"received": 0, "sent": 0})["received"] += payload_bytes(content[node])
@@ -173,8 +175,9 @@ class Coordinator:
             time.sleep(0.1)
         for node in owed.values():
             replies.problems.setdefault(companies[node], f"no answer within {timeout:.0f} s")
-        for company, problem in sorted(replies.problems.items()):
-            _say(f"{message_type}: {company}: {problem}")
+        for node, company in companies.items():
+            if company in replies.problems:
+                _say(f"{types[node]}: {company}: {replies.problems[company]}")
         return replies
 
     def _of(self, names: tuple[str, ...] | list[str]) -> dict[int, str]:
@@ -228,15 +231,26 @@ class Coordinator:
 
         common = {"task-id": plan.task_id, "round": n}
         committee = self._of(plan.committee)
-        t = time.perf_counter()
-        electors = self.ask(committee, MessageType.ELECT, {node: common for node in committee})
-        times["elect"] = time.perf_counter() - t
         participants = self._of(plan.participants)
         train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
                  "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
+        # One exchange: a participant on the committee proves for the round's election before it
+        # trains (its proof and its update touch different keys); a member that does not train
+        # only proves.
+        kinds = {node: MessageType.TRAIN if node in participants else MessageType.ELECT
+                 for node in {**committee, **participants}}
         t = time.perf_counter()
-        trained = self.ask(participants, MessageType.TRAIN, {node: train for node in participants})
-        times["train_and_encrypt_wall"] = time.perf_counter() - t
+        first = self.ask({**committee, **participants}, kinds,
+                         {node: {**(train if node in participants else common), "elect": node in committee}
+                          for node in kinds})
+        times["elect_train_and_encrypt_wall"] = time.perf_counter() - t
+        trained = Replies({c: r for c, r in first.results.items() if "update" in r},
+                          {c: p for c, p in first.problems.items() if c in participants.values()})
+        electors = Replies({c: r for c, r in first.results.items() if c in committee.values()
+                            and not r.get("election-error")},
+                           {**{c: p for c, p in first.problems.items() if c in committee.values()},
+                            **{c: f"its election proof was refused: {r['election-error']}"
+                               for c, r in first.results.items() if r.get("election-error")}})
         listed = {u["company"]: u["artifact_sha256"] for u in ledger.list_updates(plan.task_id, n)}
         updates = keep_checked(store, listed, {c: bytes(r["update"]) for c, r in trained.results.items()},
                                what="update")
@@ -329,7 +343,7 @@ class Coordinator:
         # The ledger's share of the round: the coordinator's own calls, plus for each message the
         # node that spent longest on the ledger answering it (the phase waited for that node).
         times["ledger_critical_path"] = (ledger.use - ledger_before).seconds + sum(
-            replies.ledger_seconds for replies in (electors, trained, led, verified, closed))
+            replies.ledger_seconds for replies in (first, led, verified, closed))
         times["round_wall"] = time.perf_counter() - started
         entry = {"round": n, "included": list(record["aggregate"]["included"]),
                  "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
