@@ -524,8 +524,8 @@ _CONFLICTS = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
 _CONFLICT_ATTEMPTS = 8
 # Seconds before the first retry, doubled each time (with jitter): a retry must be endorsed after the
 # winner's block has committed on the endorsing peer, or it reads the same stale version and loses
-# again. Blocks are cut every 200 ms at most; companies whose training takes equally long (DP-SGD
-# gradient sums) submit to one round together.
+# again. Blocks are cut after the channel's BatchTimeout (50 ms by default) at most; committee
+# members voting at once write the same round record.
 _CONFLICT_BACKOFF = 0.25
 
 

@@ -110,7 +110,7 @@ class ConsortiumConfig:
             if not isinstance(value, str) or not _CHANNEL.match(value):
                 raise fail(f"{what} {value!r} must be lower-case letters, digits, '.' or '-', starting with a letter")
         base = raw.get("base-port", 17000) if base_port is None else base_port
-        batch_timeout = raw.get("batch-timeout", "200ms")
+        batch_timeout = raw.get("batch-timeout", "50ms")
         if not isinstance(batch_timeout, str) or not _DURATION.match(batch_timeout):
             raise fail(f"batch-timeout {batch_timeout!r} must look like '200ms' or '2s'")
         max_messages = raw.get("max-message-count", 50)
