@@ -181,28 +181,36 @@ def _supernode_pid(company: str) -> int | None:
 def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_update_is_on_the_ledger(
         cli_network: CliNetwork, trained: dict[str, Any]) -> None:
     run = cli_network.popen("train", "--task-id", "e2e-crash", "--rounds", "2", "--json", *COMMON)
-    killed = False
+    victim, killed = "", False
 
-    def status(n: int) -> str:
+    def record(n: int) -> dict[str, Any]:
         try:
-            return str(session.ledger.get_round("e2e-crash", n)["status"])
+            return dict(session.ledger.get_round("e2e-crash", n))
         except GatewayError:
-            return ""
+            return {}
 
     try:
         deadline = time.monotonic() + 600
         with CompanySession.open(cli_network.party("coordinator")) as session:
-            # Freeze carrier-co's SuperNode once round 1 is closed, so it cannot pick up round 2's
-            # training; kill it once round 2 is open: it dies mid-round, its update never sent.
-            while time.monotonic() < deadline and run.poll() is None and status(1) != "closed":
-                time.sleep(0.1)
-            pid = _supernode_pid("carrier-co")
-            assert pid is not None, "carrier-co's SuperNode is not running"
+            # Freeze a company that does not lead round 1 once its round-1 vote is on the ledger:
+            # its part of round 1 is done, and it cannot pick up round 2's training (a round takes
+            # seconds now, so waiting for round 1 to close would race round 2's first update).
+            while time.monotonic() < deadline and run.poll() is None and not victim:
+                leader = record(1).get("leader", "")
+                voted = {v["member"] for v in session.ledger.list_votes("e2e-crash", 1)} if leader else set()
+                victim = next((c for c in ("carrier-co", "warehouse-co", "manufacturer-co")
+                               if c != leader and c in voted), "")
+                time.sleep(0.05)
+            assert victim, "no company other than round 1's leader voted on round 1"
+            time.sleep(0.3)  # its reply on its way; round 2 is at least a close and an open away
+            pid = _supernode_pid(victim)
+            assert pid is not None, f"{victim}'s SuperNode is not running"
             os.killpg(pid, signal.SIGSTOP)
+            # Kill it once round 2 is open and another company's update is in: it dies mid-round.
             while time.monotonic() < deadline and run.poll() is None and not session.ledger.list_updates("e2e-crash", 2):
                 time.sleep(0.1)
             os.killpg(pid, signal.SIGKILL)
-            killed = status(2) == "open" and bool(session.ledger.list_updates("e2e-crash", 2))
+            killed = record(2).get("status") == "open" and bool(session.ledger.list_updates("e2e-crash", 2))
         out, err = run.communicate(timeout=900)
     finally:
         if run.poll() is None:
@@ -211,12 +219,12 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
     assert run.returncode == 0, err[-3000:]
 
     with CompanySession.open(cli_network.party("coordinator")) as session:
-        record = session.ledger.get_round("e2e-crash", 2)
+        final = session.ledger.get_round("e2e-crash", 2)
         updates = session.ledger.list_updates("e2e-crash", 2)
-    assert record["status"] == "closed"
-    assert "carrier-co" not in {u["company"] for u in updates} and len(updates) == 2
-    assert "carrier-co" not in record["aggregate"]["included"]
-    assert json.loads(out)["rounds"][-1]["missing"] == ["carrier-co"]
+    assert final["status"] == "closed"
+    assert victim not in {u["company"] for u in updates} and len(updates) == 2
+    assert victim not in final["aggregate"]["included"]
+    assert json.loads(out)["rounds"][-1]["missing"] == [victim]
 
 
 def test_task_create_from_a_file_then_task_and_round_show(cli_network: CliNetwork, trained: dict[str, Any],

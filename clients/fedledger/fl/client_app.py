@@ -280,13 +280,14 @@ def verify_and_decrypt(message: Message, context: Context) -> Message:
     round_number, aggregate_data = int(config["round"]), bytes(config["aggregate"])
     ledger = node.session.ledger
     escrow = plan.custody is Custody.ESCROW
+    decrypt = bool(config.get("decrypt", True))
     verdict = verify(plan, ledger, node.session.store, member=node.name, round_number=round_number,
                      updates=_relayed(config), aggregate_data=aggregate_data,
-                     share=None if escrow else node.share(plan))
+                     share=None if escrow or not decrypt else node.share(plan), decrypt=decrypt)
     result: dict[str, Any] = {"company": node.name, "valid": verdict.valid, "reason": verdict.reason}
     if verdict.partial:
         result["partial"] = verdict.partial
-    elif verdict.valid and not escrow:
+    elif verdict.valid and not escrow and decrypt:
         result["partial-error"] = f"{node.name} is not active on the ledger: its vote does not count"
     if verdict.valid and escrow and node.name == current_master(ledger, plan.task_id):
         status = await_verdict(plan, ledger, round_number=round_number, timeout=float(config["verdict-timeout"]))

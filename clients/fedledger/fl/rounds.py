@@ -565,12 +565,14 @@ class Verdict:
 
 
 def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, member: str, round_number: int,
-           updates: Mapping[str, bytes], aggregate_data: bytes, share: KeyShare | None = None) -> Verdict:
+           updates: Mapping[str, bytes], aggregate_data: bytes, share: KeyShare | None = None,
+           decrypt: bool = True) -> Verdict:
     """A committee member's check and vote: recompute the recorded aggregate from the fixed updates.
 
-    With a key share, a member whose vote counts (it is active) decrypts its share of the aggregate
-    it has just recomputed and found valid, keeps the partial and votes with its hash: one exchange
-    per member. It never decrypts anything it has not recomputed itself from the ledger's updates.
+    With a key share (and ``decrypt``: the coordinator asks only the few members it needs), a member
+    whose vote counts (it is active) decrypts its share of the aggregate it has just recomputed and
+    found valid, keeps the partial and votes with its hash: one exchange per member. It never
+    decrypts anything it has not recomputed itself from the ledger's updates.
     """
     record = ledger.get_round(plan.task_id, round_number)
     digest, included = _recorded_aggregate(plan, record, round_number)
@@ -600,7 +602,7 @@ def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, member: 
         if valid:
             store.put(aggregate_data)
     partial = b""
-    if vector is not None and share is not None and ledger.get_company(member)["status"] == "active":
+    if vector is not None and share is not None and decrypt and ledger.get_company(member)["status"] == "active":
         if share.index != plan.member_index(member):
             raise RoundError(f"{member}'s key share has index {share.index}, but the genesis places it at "
                              f"{plan.member_index(member)}")

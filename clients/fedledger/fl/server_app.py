@@ -123,6 +123,10 @@ def payload_bytes(values: Any) -> int:
     return 8
 
 
+# Members asked for a partial decryption beyond the threshold, so one that fails does not fail the round.
+SPARE_DECRYPTERS = 1
+
+
 @dataclass
 class Coordinator:
     """One task's coordinator: one method per protocol phase, the ledger as the source of truth."""
@@ -291,7 +295,13 @@ class Coordinator:
         t = time.perf_counter()
         check = {**common, "companies": companies, "updates": ciphertexts, "aggregate": aggregate,
                  "verdict-timeout": cfg.round_timeout}
-        verified = self.ask(committee, MessageType.VERIFY, {node: check for node in committee})
+        # Every member checks and votes; only t + SPARE_DECRYPTERS of them, first in the election's
+        # ranking, also decrypt: t partials are combined, and more are work nobody uses.
+        ranked = [c for c in record["election"]["ranking"] if c in committee.values()]
+        decrypters = set(ranked[:plan.key.threshold + SPARE_DECRYPTERS]) if plan.custody is Custody.THRESHOLD \
+            else set(committee.values())
+        verified = self.ask(committee, MessageType.VERIFY,
+                            {node: {**check, "decrypt": company in decrypters} for node, company in committee.items()})
         times["verify_and_decrypt"] = time.perf_counter() - t
         record = ledger.get_round(plan.task_id, n)
         if record["status"] != RoundStatus.VERIFIED:
