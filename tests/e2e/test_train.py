@@ -172,6 +172,17 @@ def test_no_home_holds_another_partys_secret_and_no_file_holds_a_share(cli_netwo
                 assert artifact.name in recorded, f"{artifact} is not an artifact the ledger records"
 
 
+def _stop(run: subprocess.Popen[str]) -> None:
+    """Stop a `fedledger train` that is still running as a user would (Ctrl-C), so it stops the Flower
+    processes it started instead of leaving them to hold the next run's ports."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+
+
 def _supernode_pid(company: str) -> int | None:
     found = subprocess.run(["pgrep", "-f", f'fedledger.node.supernode.*home=".*/{company}"'], capture_output=True, text=True)
     pids = [int(p) for p in found.stdout.split()]
@@ -186,8 +197,11 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
     def record(n: int) -> dict[str, Any]:
         try:
             return dict(session.ledger.get_round("e2e-crash", n))
-        except GatewayError:
+        except GatewayError:  # not opened yet
             return {}
+
+    def updates(n: int) -> list[Any]:
+        return list(session.ledger.list_updates("e2e-crash", n)) if record(n) else []
 
     try:
         deadline = time.monotonic() + 600
@@ -198,6 +212,7 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
             while time.monotonic() < deadline and run.poll() is None and not victim:
                 leader = record(1).get("leader", "")
                 voted = {v["member"] for v in session.ledger.list_votes("e2e-crash", 1)} if leader else set()
+                # (a round's leader is named once its collection closes, so its votes can be listed)
                 victim = next((c for c in ("carrier-co", "warehouse-co", "manufacturer-co")
                                if c != leader and c in voted), "")
                 time.sleep(0.05)
@@ -207,14 +222,13 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
             assert pid is not None, f"{victim}'s SuperNode is not running"
             os.killpg(pid, signal.SIGSTOP)
             # Kill it once round 2 is open and another company's update is in: it dies mid-round.
-            while time.monotonic() < deadline and run.poll() is None and not session.ledger.list_updates("e2e-crash", 2):
+            while time.monotonic() < deadline and run.poll() is None and not updates(2):
                 time.sleep(0.1)
             os.killpg(pid, signal.SIGKILL)
-            killed = record(2).get("status") == "open" and bool(session.ledger.list_updates("e2e-crash", 2))
+            killed = record(2).get("status") == "open" and bool(updates(2))
         out, err = run.communicate(timeout=900)
     finally:
-        if run.poll() is None:
-            run.kill()
+        _stop(run)
     assert killed, "round 2 never opened"
     assert run.returncode == 0, err[-3000:]
 
@@ -406,8 +420,7 @@ def test_escrow_custody_survives_the_masters_death_by_failover_to_the_next_membe
             killed = True
         out, err = run.communicate(timeout=900)
     finally:
-        if run.poll() is None:
-            run.kill()
+        _stop(run)
     assert killed
     assert run.returncode == 0, err[-3000:]
 
@@ -463,8 +476,7 @@ def test_when_the_elected_leaders_node_dies_the_next_ranked_aggregates_and_the_f
             killed = drawn.leader
         out, err = run.communicate(timeout=900)
     finally:
-        if run.poll() is None:
-            run.kill()
+        _stop(run)
     assert killed
     assert run.returncode == 0, err[-3000:]
 
