@@ -458,22 +458,27 @@ def test_when_the_elected_leaders_node_dies_the_next_ranked_aggregates_and_the_f
 
             while time.monotonic() < deadline and run.poll() is None and record(1).get("status") != "closed":
                 time.sleep(0.1)
-            # Once every member has proved for round 2 the ranking is fixed: work it out as anyone can
-            # (the proofs, keys and the task's stakes are on the ledger) and kill the first's node
-            # before the coordinator asks it to aggregate.
-            task = ledger.get_task("e2e-leader")
-            while time.monotonic() < deadline and run.poll() is None and \
-                    len(ledger.list_election_proofs("e2e-leader", 2) if record(2) else []) < len(task["committee"]):
-                time.sleep(0.05)
-            proofs = ledger.list_election_proofs("e2e-leader", 2)
-            drawn = select([Candidate(p["member"], bytes.fromhex(ledger.get_company(p["member"])["vrf_key"]),
-                                      bytes.fromhex(p["proof"]), ledger.get_task("e2e-leader")["stakes"][p["member"]])
-                            for p in proofs], alpha=election_input(TaskPlan.load(ledger, "e2e-leader"), record(2)),
-                           committee_size=len(proofs) - 1)
-            pid = _supernode_pid(drawn.leader)
-            assert pid is not None and record(2).get("status") in ("open", "collecting"), record(2)
+            nodes = {c: _supernode_pid(c) for c in ("manufacturer-co", "warehouse-co", "carrier-co")}
+            # Kill round 2's first-ranked leader the moment collection closes: every update (its own
+            # included) has reached the coordinator, and it has not yet had the time to aggregate
+            # (a message to its node and a block at least). The proofs are all in by then; the
+            # members prove and train in one message, so killing it any earlier could lose its
+            # recorded update's ciphertext and fail the round instead.
+            while time.monotonic() < deadline and run.poll() is None and record(2).get("status") != "collected":
+                time.sleep(0.01)
+            collected = record(2)
+            killed = collected["election"]["ranking"][0]
+            pid = nodes[killed]
+            assert pid is not None and collected["status"] == "collected", collected
             os.killpg(pid, signal.SIGKILL)
-            killed = drawn.leader
+            # The ranking is the one anyone works out from the ledger: the proofs, keys and stakes.
+            proofs = ledger.list_election_proofs("e2e-leader", 2)
+            task = ledger.get_task("e2e-leader")
+            drawn = select([Candidate(p["member"], bytes.fromhex(ledger.get_company(p["member"])["vrf_key"]),
+                                      bytes.fromhex(p["proof"]), task["stakes"][p["member"]])
+                            for p in proofs], alpha=election_input(TaskPlan.load(ledger, "e2e-leader"), collected),
+                           committee_size=len(proofs) - 1)
+            assert drawn.leader == killed and len(proofs) == len(task["committee"])
         out, err = run.communicate(timeout=900)
     finally:
         _stop(run)
