@@ -222,7 +222,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.sizes, args.repeats, args.mnist_companies = 3, "10000", 1, 0
+        args.rounds, args.sizes, args.repeats, args.mnist_companies = 3, "10000", 1, 10
     sizes = [int(s) for s in args.sizes.split(",") if s]
 
     began = time.perf_counter()
@@ -248,7 +248,7 @@ def main() -> int:
     # The goals are judged on the fastest configuration measured; every one is in the table.
     rounds = min(runs, key=lambda r: r["round_p50_s"]) if runs else None
     mnist = None
-    if not args.skip_rounds and args.mnist_companies and not args.home:
+    if not args.skip_rounds and args.mnist_companies and not args.home and not args.quick:
         mnist = bench_rounds(None, rounds=args.mnist_rounds, key_bits=args.key_bits,
                              batch_timeout=rounds["batch_timeout"] if rounds else None,
                              companies=args.mnist_companies)
@@ -261,7 +261,8 @@ def main() -> int:
         f"MNIST CNN round, {args.mnist_companies} companies, via Flower (s)": mnist["round_p50_s"] if mnist else None,
     }
     GOALS[f"MNIST CNN round, {args.mnist_companies} companies, via Flower (s)"] = 10.0
-    goals = {name: (None if value is None else value <= GOALS[name]) for name, value in measured.items()}
+    # A quick run's rounds use a 1024-bit key and few samples: its figures are not judged.
+    goals = {name: (None if value is None or args.quick else value <= GOALS[name]) for name, value in measured.items()}
     goals["exactness bound kept"] = packing["exact"]
 
     print(f"\nFedLedger rounds: {os.cpu_count()} CPUs; Paillier {args.key_bits} bits; "
@@ -271,7 +272,8 @@ def main() -> int:
     print("-" * len(header))
     for name, value in measured.items():
         shown = "-" if value is None else (f"{value:.3g}" if isinstance(value, float) else str(value))
-        verdict = "not measured" if goals[name] is None else ("goal met" if goals[name] else "goal missed")
+        verdict = ("not judged (quick run)" if args.quick and value is not None else "not measured") \
+            if goals[name] is None else ("goal met" if goals[name] else "goal missed")
         print(f"{name:<44}{shown:>14}{'<= ' + format(GOALS[name], 'g'):>10}  {verdict}")
     print(f"{'exactness: max |error| / bound':<44}"
           f"{packing['exactness_max_abs_error']:>9.3g} / {packing['exactness_bound']:.3g}  "
