@@ -181,6 +181,11 @@ class EndorseError(GatewayError):
         self.tx_id = tx_id
 
 
+class EndorsementMismatchError(EndorseError):
+    """The endorsing peers simulated the proposal on different ledger states (one had committed a
+    block the other had not yet): nothing was ordered, and endorsing it again is safe."""
+
+
 class SubmitError(GatewayError):
     """The endorsed transaction was not accepted by the ordering service."""
 

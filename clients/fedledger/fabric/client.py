@@ -34,6 +34,7 @@ from fedledger.errors import (
     DenialCause,
     EndorseAccessDeniedError,
     EndorseError,
+    EndorsementMismatchError,
     ErrorDetail,
     FabricError,
     GatewayError,
@@ -181,6 +182,8 @@ _ACCESS_DENIED_PHRASES = ("access denied", "status=FORBIDDEN")
 _CHAINCODE_RESPONSE = "chaincode response"
 # The peer's words when it could not place the creator in any MSP of the channel.
 _UNPLACED_CREATOR_PHRASE = "creator org unknown"
+# What the gateway says of an endorser whose simulation differs from the first one's.
+_PAYLOAD_MISMATCH = "ProposalResponsePayloads do not match"
 
 
 def is_access_denied(code: str, message: str, details: Sequence[ErrorDetail]) -> bool:
@@ -356,6 +359,9 @@ class GatewayClient:
                              stage=stage)
         if kind is None:
             return GatewayError(text, code=code, details=details, address=self.address)
+        if kind is EndorseError and details and all(_PAYLOAD_MISMATCH in d.message for d in details):
+            # Fabric 2.5's gateway gives this cause only in words: it is typed here, once.
+            kind = EndorsementMismatchError
         return kind(tx_id, text, code=code, details=details, address=self.address)
 
     def access_denied(self, operation: str, *, stage: str, request: Any, tx_id: str, code: str, message: str,

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Generic, NotRequired, Protocol, TypedDict, TypeVar, cast
 
-from fedledger.errors import CommitError, FabricError, KeyIntegrityError
+from fedledger.errors import CommitError, EndorsementMismatchError, FabricError, KeyIntegrityError
 from fedledger.fabric.commit import Status
 from fedledger.fabric.proposal import Args
 
@@ -608,7 +608,14 @@ class Ledger:
 
     def _write_once_valid(self, name: str, args: tuple[str, ...]) -> str:
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
-            submitted = self._contract.submit_async(name, args)
+            try:
+                submitted = self._contract.submit_async(name, args)
+            except EndorsementMismatchError:
+                # Two endorsing peers stood on either side of a block: nothing was ordered; endorse again.
+                if attempt == _CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * 2 ** (attempt - 1))
+                continue
             status = submitted.status(timeout=self._commit_timeout)
             if status.successful:
                 break

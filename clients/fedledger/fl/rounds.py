@@ -607,9 +607,11 @@ def verify(plan: TaskPlan, ledger: LedgerPort, store: ArtifactStore, *, member: 
             raise RoundError(f"{member}'s key share has index {share.index}, but the genesis places it at "
                              f"{plan.member_index(member)}")
         partial = dump_partial(partial_decrypt(share, vector))
-        store.put(partial)
     ledger.vote(plan.task_id, round_number, valid=valid, reason=reason,
                 partial_sha256=digest_of(partial) if partial else "")
+    if partial:
+        # Kept once the ledger names it: a refused vote leaves no partial behind.
+        store.put(partial)
     return Verdict(valid, reason, partial)
 
 

@@ -181,3 +181,22 @@ def test_the_creator_is_read_from_the_signed_bytes_of_each_kind_of_request(enrol
         assert explain_denial(signed.msp_id, signed.certificate_pem,
                               signed=(signed.message, signed.signature))[0] is DenialCause.UNEXPLAINED
     assert signed_message(gateway_pb2.CommitStatusResponse()) is None
+
+
+def test_endorsers_that_disagree_raise_the_mismatch_error_and_a_chaincode_refusal_does_not(
+        enrollment: Enrollment) -> None:
+    from fedledger.errors import EndorsementMismatchError
+
+    def endorse_failing(*messages: str) -> type[BaseException]:
+        details = [packed(gateway_pb2.ErrorDetail(address=PEER, msp_id="WarehouseMSP", message=m)) for m in messages]
+        call = FailedCall(grpc.StatusCode.ABORTED, "failed to collect enough transaction endorsements, see attached "
+                          "details for more info", rpc_status(10, "failed to collect", details))
+        with scripted(enrollment, FakeGateway(fail={"Endorse": call})) as contract:
+            with pytest.raises(EndorseError) as raised:
+                contract.submit_async("Vote", ["t", "1", "true", "", ""])
+        return type(raised.value)
+
+    assert endorse_failing("ProposalResponsePayloads do not match") is EndorsementMismatchError
+    assert endorse_failing("chaincode response 500, round 1 of task t is closed") is EndorseError
+    assert endorse_failing("ProposalResponsePayloads do not match",
+                           "chaincode response 500, round 1 of task t is closed") is EndorseError

@@ -207,6 +207,30 @@ def test_a_write_that_loses_a_read_conflict_is_endorsed_again_backing_off_and_gi
     assert len(waits) == 7 and waits[0] >= 0.125 and all(b > a * 1.0 for a, b in zip(waits, waits[1:]))
 
 
+def test_a_write_whose_endorsers_disagreed_is_endorsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fedledger.fabric.ledger as ledger_module
+    from fedledger.errors import EndorsementMismatchError
+
+    monkeypatch.setattr(ledger_module.time, "sleep", lambda _: None)
+
+    @dataclass
+    class StraddlingContract(RecordingContract):
+        """Its first endorsement meets two peers on either side of a block."""
+
+        mismatches: int = 1
+
+        def submit_async(self, name: str, args: Args = ()) -> Submitted:
+            if self.mismatches:
+                self.mismatches -= 1
+                raise EndorsementMismatchError("tx0", "ProposalResponsePayloads do not match", code="ABORTED")
+            return super().submit_async(name, args)
+
+    contract = StraddlingContract()
+
+    assert Ledger(contract).vote("t", 1, valid=True) == "tx1"
+    assert len(contract.submitted) == 1
+
+
 @pytest.mark.parametrize("call", [
     lambda ledger: ledger.open_round("t", True),
     lambda ledger: ledger.submit_update("t", 1, artifact_sha256="a" * 64, size_bytes=1.5, samples=1, compute_millis=1),
