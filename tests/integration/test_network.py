@@ -119,15 +119,14 @@ _RAFT_BATCH_BYTES = 2 * 1024 * 1024
 def _order_padding(consortium: Consortium, total: int) -> None:
     """Have the ordering service order about ``total`` bytes of transactions the peers mark invalid.
 
-    Each is a real endorsement whose proposal payload carries an unknown protobuf field of 1 MB, signed
-    by its creator: the orderers accept it (the creator may write), every peer refuses it (its
-    proposal hash no longer matches) and nothing reaches the world state. The blocks are real bytes in
-    every orderer's Raft log, which is what the restart test needs.
+    Each is a real endorsement whose proposal payload is given 1 MB of transient data after the
+    fact, signed by its creator: the orderers accept it (the creator may write), every peer refuses
+    it (its proposal hash no longer matches) and nothing reaches the world state. The blocks are
+    real bytes in every orderer's Raft log, which is what the restart test needs.
     """
-    from fabric_protos.peer import transaction_pb2
+    from fabric_protos.peer import proposal_pb2, transaction_pb2
 
     chunk = 1024 * 1024
-    unknown_field = b"\x7a" + _varint(chunk) + b"\0" * chunk  # field 15, length-delimited
     identity, signer = consortium.identity("Manufacturer", "admin")
     with consortium.gateway("Manufacturer", "admin") as gateway:
         contract = gateway.network(consortium.channel).contract(consortium.chaincode)
@@ -136,20 +135,14 @@ def _order_padding(consortium: Consortium, total: int) -> None:
             payload = common_pb2.Payload.FromString(endorsed.bytes())
             transaction = transaction_pb2.Transaction.FromString(payload.data)
             action = transaction_pb2.ChaincodeActionPayload.FromString(transaction.actions[0].payload)
-            action.chaincode_proposal_payload += unknown_field
+            proposal = proposal_pb2.ChaincodeProposalPayload.FromString(action.chaincode_proposal_payload)
+            proposal.TransientMap["padding"] = b"\0" * chunk
+            action.chaincode_proposal_payload = proposal.SerializeToString()
             transaction.actions[0].payload = action.SerializeToString()
             payload.data = transaction.SerializeToString()
             padded = payload.SerializeToString()
             status = contract.new_signed_transaction(padded, signer.sign(padded)).submit().status()
             assert not status.successful, "a transaction whose proposal was altered was validated"
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    return bytes(out + bytes([value]))
 
 
 def _raft_snapshots(net: Network, orderer: Node) -> list[Path]:

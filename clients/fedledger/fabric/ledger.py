@@ -529,6 +529,11 @@ _CONFLICT_ATTEMPTS = 8
 _CONFLICT_BACKOFF = 0.25
 
 
+def _back_off(attempt: int) -> None:
+    """Wait before endorsing again after ``attempt`` lost: twice as long each time, with jitter."""
+    time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * 2 ** (attempt - 1))
+
+
 @dataclass(frozen=True)
 class LedgerUse:
     """What a :class:`Ledger` has cost so far: reads, committed writes, and the seconds spent in both."""
@@ -614,7 +619,7 @@ class Ledger:
                 # Two endorsing peers stood on either side of a block: nothing was ordered; endorse again.
                 if attempt == _CONFLICT_ATTEMPTS:
                     raise
-                time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * 2 ** (attempt - 1))
+                _back_off(attempt)
                 continue
             status = submitted.status(timeout=self._commit_timeout)
             if status.successful:
@@ -623,7 +628,7 @@ class Ledger:
             # submitting to one round at once, say): it changed nothing, so endorse it afresh.
             if status.code not in _CONFLICTS or attempt == _CONFLICT_ATTEMPTS:
                 raise CommitError(status.tx_id, status.code, block_number=status.block_number)
-            time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * 2 ** (attempt - 1))
+            _back_off(attempt)
         if self._after_commit is not None:
             # A write is committed on the gateway's own peer first; other orgs' peers may lag a
             # block behind, and the next step of a round may read through one of them.

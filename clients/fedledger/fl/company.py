@@ -42,13 +42,8 @@ def wait_for_block(qscc: Contract, channel: str, msp_ids: Sequence[str], block: 
                                   f"(it is at height {info.height})")
             time.sleep(0.02)
 
-    if len(msp_ids) <= 1:
-        for msp_id in msp_ids:
-            reached(msp_id)
-        return
-    with ThreadPoolExecutor(max_workers=len(msp_ids), thread_name_prefix="wait-for-block") as pool:
-        for done in [pool.submit(reached, msp_id) for msp_id in msp_ids]:
-            done.result()
+    with ThreadPoolExecutor(max_workers=max(1, len(msp_ids)), thread_name_prefix="wait-for-block") as pool:
+        list(pool.map(reached, msp_ids))
 
 
 @dataclass

@@ -42,7 +42,6 @@ class ClientAppWorker(threading.Thread):
         self.runtime_address = runtime_address
         self._load_app = load_app
         self.poll = poll
-        self.served = 0
 
     def _client(self, *interceptors: Any) -> Any:
         from flwr.supercore.retry import make_simple_http_retry_invoker
@@ -112,7 +111,6 @@ class ClientAppWorker(threading.Thread):
             finally:
                 heartbeat.stop()
                 client.close()
-                self.served += 1
 
 
 def _heartbeat(client: Any) -> bool:
