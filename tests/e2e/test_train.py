@@ -241,6 +241,28 @@ def test_a_company_killed_mid_round_does_not_stop_the_round_and_its_missing_upda
     assert json.loads(out)["rounds"][-1]["missing"] == [victim]
 
 
+def test_the_plain_fedavg_yardstick_goes_through_the_same_nodes_as_the_reference_and_opens_no_round(
+        cli_network: CliNetwork, trained: dict[str, Any]) -> None:
+    done = cli_network.run("train", "--task-id", "e2e-plain", "--protocol", "plain-fedavg", "--rounds", "2",
+                           "--reference", "--json", *COMMON)
+    result = json.loads(done.stdout)
+    rounds = result["rounds"]
+
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    assert {r["protocol"] for r in rounds} == {"plain-fedavg"} and {r["epsilon"] for r in rounds} == {0.0}
+    assert all(sorted(r["included"]) == ["carrier-co", "manufacturer-co", "warehouse-co"] for r in rounds[1:])
+    assert all(r["seconds"]["round_wall"] > 0 and len(r["wire_bytes"]) == 3 for r in rounds[1:])
+    # The same recipe as the in-process reference (local SGD, seeds, partition, FedAvg by samples),
+    # through Flower: the same accuracies, up to the order of a float64 sum (at most one test case).
+    reference = result["reference_accuracy"]
+    assert rounds[-1]["accuracy"] > rounds[0]["accuracy"]
+    assert max(abs(r["accuracy"] - a) for r, a in zip(rounds, reference)) <= 0.01, (rounds, reference)
+    with CompanySession.open(cli_network.party("coordinator")) as session:
+        task = session.ledger.get_task("e2e-plain")
+        assert task["status"] == "active" and task["current_round"] == 0 and task["closed_rounds"] == 0
+        assert session.store.get(result["model_sha256"]) == open(result["model_path"], "rb").read()
+
+
 def test_task_create_from_a_file_then_task_and_round_show(cli_network: CliNetwork, trained: dict[str, Any],
                                                           tmp_path: Any) -> None:
     task_file = write_task_file(tmp_path / "task.toml", task_id="e2e-file", rounds=4, epsilon_budget=8.0,

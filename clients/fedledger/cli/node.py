@@ -48,6 +48,9 @@ def register(nouns: Any) -> None:
     start.add_argument("--data-path", default="", help="where this company's data is (models that load from a path)")
     start.add_argument("--partition-id", type=int, default=0, help="the demo's split of a bundled dataset: this part")
     start.add_argument("--num-partitions", type=int, default=1, help="the demo's split: how many parts")
+    start.add_argument("--plain-baseline", action="store_true",
+                       help="also answer a coordinator's plain-FedAvg yardstick (train --protocol plain-fedavg), "
+                            "which sends this company's update in the clear; off by default")
     start.set_defaults(run=run_start)
 
     deal = verbs.add_parser("deal", help="as the task's dealer: deal its threshold key to the committee")
@@ -95,6 +98,8 @@ def run_start(args: argparse.Namespace) -> int:
                                       "num-partitions": args.num_partitions}
     if args.data_path:
         node_config["data-path"] = args.data_path
+    if args.plain_baseline:
+        node_config["plain-baseline"] = "true"
     argv = supernode_argv(superlink=args.superlink, ca_file=args.superlink_ca.resolve(), node_key=home.node_key_path,
                           port=args.port, node_config=node_config)
     flower = home.root / "flower"

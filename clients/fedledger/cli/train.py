@@ -10,7 +10,7 @@ from typing import Any
 
 from fedledger.errors import FedLedgerError
 from fedledger.cli.options import add_common, home_of
-from fedledger.fl.config import Partitioner, RunConfig
+from fedledger.fl.config import Partitioner, Protocol, RunConfig
 from fedledger.fl.rounds import NoiseMode, PrivacyUnit
 from fedledger.node.settings import DEMO, LOCAL_STEPS
 
@@ -75,6 +75,10 @@ def register(nouns: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--round-timeout", type=float, default=RunConfig.round_timeout,
                         help="seconds a round waits for companies' answers before going on without them")
+    parser.add_argument("--protocol", choices=[str(p) for p in Protocol], default=str(Protocol.FEDLEDGER),
+                        help="fedledger (default): the task's private protocol; plain-fedavg: a yardstick for "
+                             "measuring it, through the same nodes and Flower deployment, with every update sent "
+                             "in the clear and nothing recorded after the genesis (the demo's nodes opt in)")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG of accuracy and epsilon per round")
     parser.add_argument("--reference", action="store_true",
                         help="also train plain FedAvg (no privacy, no encryption) on the same data, partition and "
@@ -108,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         LOCAL_STEPS if mode is NoiseMode.LOCAL else 1
     run = RunConfig(local_epochs=args.local_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     partitioner=Partitioner(args.partitioner), alpha=args.alpha, round_timeout=args.round_timeout,
-                    server_lr=server_lr, server_momentum=args.server_momentum)
+                    server_lr=server_lr, server_momentum=args.server_momentum, protocol=Protocol(args.protocol))
     config = DemoConfig(companies=companies, coordinator=_party(args.coordinator), dealer=_party(args.dealer),
                         model=args.model, rounds=args.rounds, task_id=args.task_id, threshold=args.threshold,
                         quorum=min(args.threshold, len(companies)),
@@ -143,6 +147,10 @@ def run_train(args: argparse.Namespace) -> int:
               + f"  {r['model_sha256'][:16]}")
     for failed in result.metrics.get("failed_rounds", []):
         print(f"failed: {failed['failed']}")
+    if run.protocol is Protocol.PLAIN_FEDAVG:
+        print("plain FedAvg, a yardstick: no privacy, every update sent in the clear, no round on the ledger")
+        print(f"final model: {result.model_path} (sha256 {result.model_sha256}, not on the ledger)")
+        return 0
     print(f"epsilon is {config.unit}-level: " + ("each record in every company's data" if config.unit == "record"
                                                  else "each company's whole dataset"))
     print(f"final model: {result.model_path} (sha256 {result.model_sha256}, as recorded on the ledger)")

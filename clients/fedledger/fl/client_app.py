@@ -14,10 +14,13 @@ It works from the company's own home (node config ``home``) and nothing else, an
 - ``query.finish`` (the leader): combine the partials (or check the escrow master's opening) and
   close the round (``rounds.finish``, ``rounds.finish_opened``);
 - under escrow custody, after a failover: ``query.release`` re-seals this member's escrow share to
-  the new master on the ledger, and ``query.decrypt`` has the new master rebuild the key and decrypt.
+  the new master on the ledger, and ``query.decrypt`` has the new master rebuild the key and decrypt;
+- ``query.fedavg``, only on a node whose own node config says ``plain-baseline = "true"``: the
+  plain-FedAvg yardstick a benchmark measures FedLedger against (the update goes in the clear).
 
 Node config (``flower-supernode --node-config``): ``home``, ``partition-id`` and
-``num-partitions`` (how the demo splits a bundled dataset), optional ``data-path``.
+``num-partitions`` (how the demo splits a bundled dataset), optional ``data-path`` and
+``plain-baseline``.
 """
 
 from __future__ import annotations
@@ -253,6 +256,31 @@ def train(message: Message, context: Context) -> Message:
                             "train-seconds": seconds,
                             "encrypt-and-ledger-seconds": time.perf_counter() - started,
                             "local-epsilon": local_epsilon})
+
+
+class PlainBaselineRefused(RoundError):
+    """A plain-FedAvg message reached a node whose company has not opted in to the yardstick."""
+
+
+@app.query(MessageType.FEDAVG.removeprefix("query."))
+def plain_fedavg(message: Message, context: Context) -> Message:
+    """The plain-FedAvg yardstick: train from the sent model on this company's data, send the update
+    in the clear. Only with the company's own consent in its node config: the update is not private."""
+    from fedledger.fl.reference import local_update
+
+    if str(context.node_config.get("plain-baseline", "")).lower() != "true":
+        raise PlainBaselineRefused(
+            "this node takes no part in plain FedAvg, which sends its company's update in the clear: its node "
+            "config does not say plain-baseline = \"true\"")
+    config, node, plan = _task_message(message, context)
+    x, y, _ = _local_data(node, context, plan.description.model, int(config["seed"]),
+                          Partitioner(str(config["partitioner"])), float(config["alpha"]))
+    started = time.perf_counter()
+    update = local_update(plan.description.model, model_from_bytes(bytes(config["model"])), x, y,
+                          epochs=int(config["local-epochs"]), batch_size=int(config["batch-size"]),
+                          lr=float(config["lr"]), seed=int(config["seed"]) * 1000 + int(config["round"]))
+    return _reply(message, {"company": node.name, "update": update.astype("<f8").tobytes(), "samples": len(y),
+                            "train-seconds": time.perf_counter() - started})
 
 
 @app.query(MessageType.ELECT.removeprefix("query."))

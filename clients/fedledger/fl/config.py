@@ -21,6 +21,17 @@ class Partitioner(StrEnum):
     DIRICHLET = "dirichlet"
 
 
+class Protocol(StrEnum):
+    """What a run's rounds do. FEDLEDGER: the task's protocol (DP, Paillier, committee, ledger).
+    PLAIN_FEDAVG: a yardstick only, through the same nodes and Flower deployment: each company sends
+    its plain local update in the clear to the coordinator, which averages it; no noise, no
+    encryption, nothing recorded after the genesis. A node takes part only if its own node config
+    says ``plain-baseline = "true"``."""
+
+    FEDLEDGER = "fedledger"
+    PLAIN_FEDAVG = "plain-fedavg"
+
+
 class RunConfigError(FedLedgerError):
     """A run-config value is missing, of the wrong type, or out of range."""
 
@@ -37,7 +48,9 @@ def _real(value: object) -> float:
     return float(value)
 
 
-_PARSERS: dict[str, Callable[[object], object]] = {"int": _whole, "float": _real, "str": str, "Partitioner": lambda v: Partitioner(str(v))}
+_PARSERS: dict[str, Callable[[object], object]] = {"int": _whole, "float": _real, "str": str,
+                                                  "Partitioner": lambda v: Partitioner(str(v)),
+                                                  "Protocol": lambda v: Protocol(str(v))}
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,8 @@ class RunConfig:
     ``server-momentum`` adds heavy-ball momentum to that step (0: none).
     ``data-path`` is where the coordinator finds the full dataset to score the model on (the
     companies name theirs in their node config); empty for a dataset bundled in a package.
-    The privacy settings are not here: they are the task's, on the ledger.
+    The privacy settings are not here: they are the task's, on the ledger. ``protocol`` is
+    ``fedledger`` but for a measurement's plain-FedAvg yardstick (see :class:`Protocol`).
     """
 
     home: str = ""
@@ -67,6 +81,7 @@ class RunConfig:
     server_lr: float = 1.0
     server_momentum: float = 0.0
     data_path: str = ""
+    protocol: Protocol = Protocol.FEDLEDGER
 
     def __post_init__(self) -> None:
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.round_timeout <= 0 \

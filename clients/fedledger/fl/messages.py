@@ -21,3 +21,4 @@ class MessageType(StrEnum):
     FINISH = "query.finish"        # to the leader: partials (or the master's opening) -> the new model
     RELEASE = "query.release"      # escrow, after a failover: re-seal the member's share to the new master
     DECRYPT = "query.decrypt"      # escrow, after a failover: the new master rebuilds the key and decrypts
+    FEDAVG = "query.fedavg"        # plain-FedAvg yardstick, to nodes that opted in: model -> plain update

@@ -47,6 +47,14 @@ def local_update(model: str, weights: npt.ArrayLike, x: npt.ArrayLike, y: npt.Ar
     return tasks.get_flat(local).astype(np.float64) - start.astype(np.float64)
 
 
+def fedavg_step(weights: npt.ArrayLike, updates: Sequence[tuple[int, npt.ArrayLike]]) -> npt.NDArray[np.float64]:
+    """FedAvg: the float32 global ``weights`` plus the sample-weighted mean of ``(n_k, update_k)``."""
+    if not updates or any(n < 1 for n, _ in updates):
+        raise ValueError("FedAvg needs at least one update, each from at least one sample")
+    total = sum(n * np.asarray(u, dtype=np.float64) for n, u in updates)
+    return np.asarray(weights, dtype=np.float32).astype(np.float64) + total / sum(n for n, _ in updates)
+
+
 def plain_fedavg(model: str, *, companies: int, rounds: int, run: RunConfig,
                  data_path: Path | str | None = None, parts: Sequence[npt.NDArray[np.int64]] | None = None) -> Reference:
     """Train task ``model`` by plain FedAvg across ``companies`` for ``rounds`` rounds; score every round."""
@@ -65,12 +73,8 @@ def plain_fedavg(model: str, *, companies: int, rounds: int, run: RunConfig,
 
     score()
     for n in range(1, rounds + 1):
-        total = np.zeros_like(weights)
-        for indices in parts:
-            total += len(indices) * local_update(model, weights, dataset.x_train[indices], dataset.y_train[indices],
-                                                 epochs=run.local_epochs, batch_size=run.batch_size, lr=run.lr,
-                                                 seed=run.seed * 1000 + n)
-        # The average of the local models: the float32 global they started from plus the average update.
-        weights = weights.astype(np.float32).astype(np.float64) + total / sum(len(p) for p in parts)
+        weights = fedavg_step(weights, [(len(indices), local_update(
+            model, weights, dataset.x_train[indices], dataset.y_train[indices], epochs=run.local_epochs,
+            batch_size=run.batch_size, lr=run.lr, seed=run.seed * 1000 + n)) for indices in parts])
         score()
     return Reference(tuple(accuracy), tuple(loss))

@@ -30,7 +30,8 @@ from fedledger.fabric.ledger import Ledger
 from fedledger.fl import task as tasks
 from fedledger.fl.artifacts import digest_of
 from fedledger.fl.company import CompanySession
-from fedledger.fl.config import RunConfig
+from fedledger.fl.baseline import PlainFedAvg
+from fedledger.fl.config import Protocol, RunConfig
 from fedledger.fl.flower_waits import shorten_waits
 from fedledger.fl.messages import MessageType
 from fedledger.fl.party import verify_hello
@@ -184,7 +185,8 @@ class Coordinator:
                 _say(f"{types[node]}: {company}: {replies.problems[company]}")
         return replies
 
-    def _of(self, names: tuple[str, ...] | list[str]) -> dict[int, str]:
+    def nodes_of(self, names: tuple[str, ...] | list[str]) -> dict[int, str]:
+        """The connected nodes of the companies ``names``, by Flower node id."""
         return {n: c for n, c in self.nodes.items() if c in names}
 
     # --- phase 0: who is who ---------------------------------------------------------------------
@@ -229,13 +231,13 @@ class Coordinator:
         times: dict[str, float] = {}
         self.wire = {}
         ledger_before = ledger.use
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         tx_open = open_round(plan, ledger, n)
         times["ledger_open"] = time.perf_counter() - started
 
         common = {"task-id": plan.task_id, "round": n}
-        committee = self._of(plan.committee)
-        participants = self._of(plan.participants)
+        committee = self.nodes_of(plan.committee)
+        participants = self.nodes_of(plan.participants)
         train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
                  "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
         # One exchange: a participant on the committee proves for the round's election before it
@@ -274,7 +276,7 @@ class Coordinator:
         t = time.perf_counter()
         leader, led = "", Replies()
         for candidate in record["election"]["ranking"]:
-            node = self._of([candidate])
+            node = self.nodes_of([candidate])
             if not node:
                 _say(f"round {n}: ranked leader {candidate} has no connected node; the next may lead after its window")
                 continue
@@ -286,7 +288,7 @@ class Coordinator:
         times["aggregate"] = time.perf_counter() - t
         if not leader:
             return self._fail(n, f"no ranked leader recorded the aggregate: {led.problems}")
-        leader_node = self._of([leader])
+        leader_node = self.nodes_of([leader])
         aggregate = bytes(led.results[leader]["aggregate"])
         record = ledger.get_round(plan.task_id, n)
         keep_checked(store, {"aggregate": record.get("aggregate", {}).get("sha256", "")}, {"aggregate": aggregate},
@@ -355,7 +357,7 @@ class Coordinator:
         times["ledger_critical_path"] = (ledger.use - ledger_before).seconds + sum(
             replies.ledger_seconds for replies in (first, led, verified, closed))
         times["round_wall"] = time.perf_counter() - started
-        entry = {"round": n, "included": list(record["aggregate"]["included"]),
+        entry = {"round": n, "started_at": started_at, "included": list(record["aggregate"]["included"]),
                  "missing": sorted(set(plan.participants) - set(record["aggregate"]["included"])),
                  "aggregate_sha256": record["aggregate"]["sha256"], "leader": leader,
                  "ranking": list(record["election"]["ranking"]),
@@ -399,9 +401,9 @@ class Coordinator:
         ledger.failover_master(self.plan.task_id, reason=f"round {n}: master {master}: {why}"[:500])
         successor = current_master(ledger, self.plan.task_id)
         _say(f"round {n}: master {master} failed ({why}); the ledger names {successor} master")
-        members = self._of([c for c in self.plan.committee if c not in (master, successor)])
+        members = self.nodes_of([c for c in self.plan.committee if c not in (master, successor)])
         released = self.ask(members, MessageType.RELEASE, {node: common for node in members})
-        new_master = self._of([successor])
+        new_master = self.nodes_of([successor])
         decrypted = self.ask(new_master, MessageType.DECRYPT, {node: {**common, "aggregate": aggregate}
                                                                for node in new_master})
         times["failover"] = time.perf_counter() - t
@@ -430,7 +432,7 @@ class Coordinator:
         model_sha = plan.task["model"]["initial_weights_sha256"]
         model = store.get(model_sha)
         evaluator = tasks.build_model(plan.description.model)
-        self._evaluate(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0, "privacy_unit": str(plan.unit)})
+        self.score(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0, "privacy_unit": str(plan.unit)})
         budget = float(plan.task["dp"]["epsilon_budget"])
         previous, failed_in_a_row = b"", 0
         for n in range(1, plan.task["rounds"] + 1):
@@ -456,11 +458,12 @@ class Coordinator:
                 continue
             failed_in_a_row = 0
             previous, model = model, trained
-            self._evaluate(evaluator, dataset, n, model, model_sha,
+            self.score(evaluator, dataset, n, model, model_sha,
                            {"epsilon": epsilon, "privacy_unit": str(plan.unit), **entry})
 
-    def _evaluate(self, evaluator: Any, dataset: Any, n: int, model: bytes, model_sha: str,
-                  extra: dict[str, Any]) -> None:
+    def score(self, evaluator: Any, dataset: Any, n: int, model: bytes, model_sha: str,
+              extra: dict[str, Any]) -> None:
+        """Score round ``n``'s model on the test split; record it with ``extra`` in the metrics."""
         tasks.set_flat(evaluator, model_from_bytes(model))
         loss, accuracy = tasks.evaluate(evaluator, dataset.x_test, dataset.y_test)
         self.metrics.append({**extra, "round": n, "accuracy": accuracy, "loss": loss, "model_sha256": model_sha})
@@ -488,7 +491,10 @@ def main(grid: Grid, context: Context) -> None:
         plan = TaskPlan.load(session.ledger, config.task_id)
         coordinator = Coordinator(grid, session, config, plan)
         try:
-            coordinator.run()
+            if config.protocol is Protocol.PLAIN_FEDAVG:
+                PlainFedAvg(coordinator).run()
+            else:
+                coordinator.run()
         except Exception as err:
             # `flwr run` exits 0 even when the ServerApp raised: the outcome is read from the metrics.
             coordinator.metrics.append({"error": f"{type(err).__name__}: {err}"})

@@ -35,7 +35,7 @@ import numpy as np
 from fedledger.errors import FedLedgerError, NetworkStateError, PrivacyError
 from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.config import RunConfig
+from fedledger.fl.config import Protocol, RunConfig
 from fedledger.fl.custody import Custody
 from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.reference import company_parts
@@ -213,7 +213,11 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
                                        node_config={"home": str(home.root), "partition-id": index,
                                                     "num-partitions": len(names),
                                                     **({"data-path": str(config.data_path)} if config.data_path
-                                                       else {})},
+                                                       else {}),
+                                                    # The yardstick sends updates in the clear: a node
+                                                    # answers it only by its own config's consent.
+                                                    **({"plain-baseline": "true"}
+                                                       if config.run.protocol is Protocol.PLAIN_FEDAVG else {})},
                                        placement=company.placement)
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")
         run = replace(config.run, task_id=task_id, data_path=str(config.data_path or ""))
