@@ -26,7 +26,7 @@ import (
 )
 
 // Version is the chaincode's version, reported by the Version transaction.
-const Version = "0.3.0"
+const Version = "0.4.0"
 
 // Roles a company may hold; the fedledger.role certificate attribute lists them, comma-separated.
 const (

@@ -14,12 +14,14 @@ import (
 // Round statuses: open -> collecting -> collected -> aggregated -> verified -> closed, or failed.
 // Collection closes (collected) when the publisher fixes the set of updates and the leader is
 // elected; from then on no update is accepted and the aggregate must sum exactly that set.
+// Verified is the tally of an aggregated round's votes (a quorum of counted valid votes), derived
+// when the round is read or closed; chaincode 0.3.0 and earlier stored it.
 const (
 	RoundOpen       = "open"
 	RoundCollecting = "collecting" // written by chaincode 0.2.0 and earlier; a round now stays open until collection closes
 	RoundCollected  = "collected"
 	RoundAggregated = "aggregated"
-	RoundVerified   = "verified"
+	RoundVerified   = "verified" // derived from the votes (see tally); stored by chaincode 0.3.0 and earlier
 	RoundClosed     = "closed"
 	RoundFailed     = "failed"
 )
@@ -409,9 +411,10 @@ func sameSet(what string, got, want []string, wantName string) error {
 
 // Vote records a committee member's verdict on round n's aggregate ("true" or "false"; a reason
 // is required when invalid) and, with a valid verdict, the SHA-256 of its partial decryption of
-// the aggregate (or "" to give it later with RecordPartial). An active member's vote counts: at
-// the quorum of valid votes the round is verified; when the quorum can no longer be reached it
-// fails and its leader is penalized. A demoted member's vote is recorded without counting.
+// the aggregate (or "" to give it later with RecordPartial). It writes only the member's own vote
+// key, so a committee votes together without conflicting: the round's verdict is the tally of
+// its votes (see tally), read by GetRound and settled by CloseRound or FailRound. An active
+// member's vote counts; a demoted member's vote is recorded without counting.
 func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID, round, validText, reason, partialSHA256 string) error {
 	member, task, r, err := actInRound(ctx, RoleCommittee, taskID, round)
 	if err != nil {
@@ -461,43 +464,39 @@ func (c *Contract) Vote(ctx contractapi.TransactionContextInterface, taskID, rou
 	if err := putJSON(ctx, k, vote); err != nil {
 		return err
 	}
-	if counted && valid {
-		r.ValidVotes++
-	} else if counted {
-		r.InvalidVotes++
+	return emit(ctx, "VoteCast", vote)
+}
+
+// tally counts an aggregated round's votes into r and derives its verdict: verified once a quorum
+// of counted valid votes is in. Rounds that ended keep the counts their end recorded. It returns
+// the round's votes (nil for a round not awaiting them).
+func tally(ctx contractapi.TransactionContextInterface, task *Task, r *Round) ([]Vote, error) {
+	if r.Status != RoundAggregated && r.Status != RoundVerified {
+		return nil, nil
 	}
-	switch {
-	case r.Status == RoundVerified || !counted:
-		// Already verified by a quorum, or a vote that does not count: recorded, nothing else.
-	case r.ValidVotes >= task.Quorum:
+	votes, err := listByPrefix[Vote](ctx, kindVote, r.TaskID, roundKeyPart(r.Number))
+	if err != nil {
+		return nil, err
+	}
+	r.ValidVotes, r.InvalidVotes = 0, 0
+	for _, v := range votes {
+		switch {
+		case !v.Counted:
+		case v.Valid:
+			r.ValidVotes++
+		default:
+			r.InvalidVotes++
+		}
+	}
+	if r.ValidVotes >= task.Quorum {
 		r.Status = RoundVerified
-	case r.InvalidVotes > len(task.Committee)-task.Quorum:
-		r.Status = RoundFailed
-		r.FailureReason = "the committee rejected the aggregate: " + reason
-		if r.EndedAt, err = txSeconds(ctx); err != nil {
-			return err
-		}
-		book := newCompanyBook(ctx)
-		if err := book.penalize(r.Leader, task, DutyAggregation); err != nil {
-			return err
-		}
-		if err := book.save(); err != nil {
-			return err
-		}
-		r.Standing.merge(book.standing())
-		// The leader's penalty came out of the task's stakes.
-		if saved, err := endRound(ctx, task, r); err != nil {
-			return err
-		} else if !saved {
-			if err := saveTask(ctx, task); err != nil {
-				return err
-			}
-		}
 	}
-	if err := saveRound(ctx, r); err != nil {
-		return err
-	}
-	return emit(ctx, "VoteCast", map[string]any{"vote": vote, "round_status": r.Status})
+	return votes, nil
+}
+
+// rejected reports whether the committee's counted invalid votes leave the quorum out of reach.
+func (r *Round) rejected(task *Task) bool {
+	return r.InvalidVotes > len(task.Committee)-task.Quorum
 }
 
 // RecordPartial records the SHA-256 of the caller's partial decryption (or, under escrow custody,
@@ -552,6 +551,10 @@ func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskI
 	if closer.Name != task.Publisher && closer.Name != r.Leader {
 		return fmt.Errorf("only the publisher %s or the leader %s may close round %d", task.Publisher, r.Leader, n)
 	}
+	votes, err := tally(ctx, task, r)
+	if err != nil {
+		return err
+	}
 	if r.Status != RoundVerified {
 		return fmt.Errorf("round %d of task %s is %s: only a verified round can be closed", n, taskID, r.Status)
 	}
@@ -563,10 +566,6 @@ func (c *Contract) CloseRound(ctx contractapi.TransactionContextInterface, taskI
 	}
 	var decryptedBy []string
 	if err := decodeStrict(decryptedByJSON, &decryptedBy, "the list of decrypting members"); err != nil {
-		return err
-	}
-	votes, err := listByPrefix[Vote](ctx, kindVote, taskID, roundKeyPart(n))
-	if err != nil {
 		return err
 	}
 	if err := checkDecryptedBy(task, decryptedBy, votes); err != nil {
@@ -719,7 +718,8 @@ func reward(book *companyBook, task *Task, r *Round, updates []Update) (map[stri
 // committee, fewer than he.threshold partial decryptions); only the task's publisher may, with a
 // reason, in any status but closed or failed. Duties already missed are penalized: the slots of
 // ranked members whose window has passed without an aggregate, and, once an aggregate is
-// recorded, missing votes and partial decryptions. The next round may then open.
+// recorded, missing votes and partial decryptions, or, if the committee's votes rejected the
+// aggregate, its leader alone. The next round may then open.
 func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID, round, reason string) error {
 	n, err := parseRound(round)
 	if err != nil {
@@ -749,7 +749,7 @@ func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID
 			return err
 		}
 	case RoundAggregated, RoundVerified:
-		votes, err := listByPrefix[Vote](ctx, kindVote, taskID, roundKeyPart(n))
+		votes, err := tally(ctx, task, r)
 		if err != nil {
 			return err
 		}
@@ -768,7 +768,12 @@ func (c *Contract) FailRound(ctx contractapi.TransactionContextInterface, taskID
 			return fmt.Errorf("round %d of task %s can be decrypted: the partial decryptions its aggregate needs are on the ledger; close it (and book its epsilon) rather than fail it",
 				n, taskID)
 		}
-		if err := penalizeAbsentees(book, task, votes); err != nil {
+		if r.rejected(task) {
+			// The committee found the aggregate wrong: its leader alone answers for the round.
+			if err := book.penalize(r.Leader, task, DutyAggregation); err != nil {
+				return err
+			}
+		} else if err := penalizeAbsentees(book, task, votes); err != nil {
 			return err
 		}
 	default:
@@ -801,8 +806,12 @@ func (c *Contract) GetRound(ctx contractapi.TransactionContextInterface, taskID,
 	if err != nil {
 		return "", err
 	}
-	r, err := loadRound(ctx, taskID, n)
+	task, r, err := taskAndRound(ctx, taskID, n)
 	if err != nil {
+		return "", err
+	}
+	// An aggregated round is shown with its votes tallied: verified once a quorum is in.
+	if _, err := tally(ctx, task, r); err != nil {
 		return "", err
 	}
 	raw, err := canonical(r)

@@ -470,7 +470,7 @@ def test_the_chaincode_reports_its_version_and_sees_each_caller_as_its_company(m
     who = members.bolt.ledger.who_am_i()
     admin = members.admins["Carrier"].ledger.who_am_i()
 
-    assert version == {"chaincode": "fedledger", "version": "0.3.0"}
+    assert version == {"chaincode": "fedledger", "version": "0.4.0"}
     assert who == {"admin": False, "company": "ledger-bolt", "fingerprint": members.bolt.fingerprint,
                    "msp_id": "WarehouseMSP", "roles": ["committee", "participant"]}
     assert admin["admin"] and admin["msp_id"] == "CarrierMSP"
@@ -595,10 +595,11 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
     task_history = pub.ledger.get_task_history(task)
     update_history = pub.ledger.get_update_history(task, 1, "ledger-bolt")
     bolt_history = pub.ledger.get_company_history("ledger-bolt")
-    # The updates are written under their companies' own keys (their own history), not the round's.
-    assert [h["tx_id"] for h in round_history] == [opened1, collected1, aggregated1, *round1_votes, closed1]
-    assert [h["value"]["status"] for h in round_history] == [
-        "open", "collected", "aggregated", "aggregated", "verified", "closed"]
+    # The updates and the votes are written under their companies' own keys (their own history),
+    # not the round's: companies submitting or voting together do not conflict.
+    assert [h["tx_id"] for h in round_history] == [opened1, collected1, aggregated1, closed1]
+    assert [h["value"]["status"] for h in round_history] == ["open", "collected", "aggregated", "closed"]
+    assert (round_history[-1]["value"]["valid_votes"], round_history[-1]["value"]["invalid_votes"]) == (2, 0)
     assert [h["value"]["current_round"] for h in task_history] == [0, 0, 1, 1, 2, 2]
     assert [h["value"]["closed_rounds"] for h in task_history] == [0, 0, 0, 1, 1, 2]
     assert [h["value"]["status"] for h in task_history] == [
@@ -617,6 +618,7 @@ def test_a_task_runs_two_rounds_pays_its_contributors_and_leaves_an_audit_trail(
                                "public_key_sha256": hashlib.sha256(members.key.public_key).hexdigest()}
     assert payloads[opened1] == round_history[0]["value"]
     assert [payloads[tx] for tx in round1_proofs] == proofs
+    assert [payloads[tx] for tx in round1_votes] == votes  # acme's and bolt's, as ListVotes gives them
     assert payloads[collected1] == round_history[1]["value"]
     assert payloads[closed1] == round_history[-1]["value"]
 
@@ -1027,17 +1029,27 @@ def test_a_committee_that_rejects_the_aggregate_fails_the_round_and_penalizes_th
 
     bolt.ledger.vote(task, 1, valid=False, reason="recomputed aggregate differs")
     cargo.ledger.vote(task, 1, valid=False, reason="hash mismatch")
+    members.acme.ledger.vote(task, 1, valid=True)
+    # Each vote wrote only its own key: the round shows their tally, and the quorum is out of reach.
+    tallied = pub.ledger.get_round(task, 1)
+    assert (tallied["status"], tallied["valid_votes"], tallied["invalid_votes"]) == ("aggregated", 1, 2)
+    with refused(f"round 1 of task {task} is aggregated: only a verified round can be closed",
+                 lambda: state_of(members, task, rounds=(1,), companies=(bolt, cargo))):
+        pub.ledger.close_round(task, 1, model_sha256=sha("model"), decrypted_by=[bolt.company, cargo.company])
+    pub.ledger.fail_round(task, 1, reason="the committee rejected the aggregate: hash mismatch")
 
     round1 = pub.ledger.get_round(task, 1)
     leader_after = pub.ledger.get_company(leader.company)
     votes = pub.ledger.list_votes(task, 1)
     assert round1["status"] == "failed" and "hash mismatch" in round1.get("failure_reason", "")
+    assert (round1["valid_votes"], round1["invalid_votes"]) == (1, 2)
     assert (leader_after["reputation"], leader_after["stake"]) == (leader_before["reputation"] - 100,
                                                                    leader_before["stake"] - 100)
     assert round1["standing"] == {"penalties": [{"company": leader.company,
                                                  "duty": "aggregate rejected by the committee", "amount": 100}]}
     assert [(v["member"], v["valid"], v.get("reason")) for v in votes] == [
-        ("ledger-bolt", False, "recomputed aggregate differs"), ("ledger-cargo", False, "hash mismatch")]
+        (members.acme.company, True, None), ("ledger-bolt", False, "recomputed aggregate differs"),
+        ("ledger-cargo", False, "hash mismatch")]
     # A failed round spends no budget: the next one books only itself.
     pub.ledger.open_round(task, 2)
     assert pub.ledger.get_task(task)["epsilon_spent_micro"] == 0

@@ -244,12 +244,13 @@ class MemoryLedgerView:
         tx = self._tx()
         votes[self.company] = {"task_id": task_id, "round": round_number, "member": self.company, "valid": valid,
                                "counted": counted, "reason": reason, "partial_sha256": partial_sha256, "tx_id": tx}
+        # The chaincode writes only the vote and tallies the votes when the round is read; kept
+        # tallied here, the record reads the same: verified at the quorum, and a rejected aggregate
+        # stays aggregated until the publisher fails the round.
         if counted:
             record["valid_votes" if valid else "invalid_votes"] += 1
         if record["status"] == "aggregated" and record["valid_votes"] >= task["quorum"]:
             record["status"] = "verified"
-        elif len(task["committee"]) - record["invalid_votes"] < task["quorum"]:
-            record["status"] = "failed"
         return tx
 
     def record_partial(self, task_id: str, round_number: int, *, partial_sha256: str) -> str:

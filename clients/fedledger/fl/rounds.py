@@ -624,13 +624,19 @@ def valid_voters(ledger: LedgerPort, task_id: str, round_number: int) -> dict[st
 
 def await_verdict(plan: TaskPlan, ledger: LedgerPort, *, round_number: int, timeout: float,
                   poll: float = 0.1) -> RoundStatus:
-    """Wait (reading the ledger) until the round is verified or has failed; return which.
+    """Wait (reading the ledger) until the round is verified, has failed, or its committee has rejected
+    the aggregate (counted invalid votes leave the quorum out of reach: the round can only fail, so
+    FAILED is returned); return which.
 
     Raises :class:`RoundError` if the committee has not decided within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     while True:
-        status = RoundStatus(ledger.get_round(plan.task_id, round_number)["status"])
+        record = ledger.get_round(plan.task_id, round_number)
+        status = RoundStatus(record["status"])
+        if status is RoundStatus.AGGREGATED and \
+                record["invalid_votes"] > len(plan.committee) - int(plan.task["quorum"]):
+            return RoundStatus.FAILED
         if status is not RoundStatus.AGGREGATED:
             return status
         if time.monotonic() > deadline:

@@ -25,6 +25,7 @@ from fedledger.fl.rounds import (
     RoundError,
     RoundStatus,
     aggregate_bytes,
+    await_verdict,
     decryption_share,
     election_input,
     finish_opened,
@@ -457,3 +458,17 @@ def test_under_escrow_a_forged_opening_the_master_recorded_is_refused_and_the_ro
         finish_opened(plan, book.view(leader), escrow_world["store"], round_number=1, global_model=np.zeros(4),
                       aggregate_data=aggregate, master="b-co", opening=forged)
     assert book.rounds[("t2", 1)]["status"] == RoundStatus.VERIFIED
+
+
+def test_a_member_awaiting_the_verdict_learns_at_once_that_the_committee_rejected_the_aggregate(
+        task: MemoryTask, updates: dict[str, bytes]) -> None:
+    _aggregate(task, updates)
+    task.ledger("a-co").vote("t1", 1, valid=False, reason="recomputed aggregate differs")
+    # One invalid vote of three: the quorum of two is still in reach, so the member waits (here: 0 s).
+    with pytest.raises(RoundError, match="has not reached its quorum on round 1"):
+        await_verdict(task.plan, task.ledger("c-co"), round_number=1, timeout=0.0)
+    task.ledger("b-co").vote("t1", 1, valid=False, reason="hash mismatch")
+
+    # Two invalid of three: the round can only fail, which the publisher records; nobody waits for it.
+    assert await_verdict(task.plan, task.ledger("c-co"), round_number=1, timeout=0.0) is RoundStatus.FAILED
+    assert task.round(1)["status"] == RoundStatus.AGGREGATED and task.round(1)["invalid_votes"] == 2
