@@ -10,11 +10,16 @@ is the usual case right after the message itself arrives. None of these has a se
 its ``time`` (whose ``sleep`` is capped) and its ``pull_objects`` / ``pull_and_inflate_object_from_tree``
 (called with a short first backoff). Flower itself is untouched; ``flwr`` is pinned to 1.42 and a
 unit test fails if the waits move.
+
+:func:`signal_stored_messages` removes one poll altogether: a SuperNode that keeps its ClientApp in
+its own process (``fedledger.node.supernode``) is told the moment its loop has stored a message,
+instead of its worker asking the runtime API for a task every few milliseconds.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 import types
 from typing import Any
 
@@ -45,3 +50,25 @@ def shorten_waits(module: types.ModuleType, *, sleep_cap: float = SLEEP_CAP) -> 
             setattr(module, name, functools.partial(pull, initial_backoff=INITIAL_BACKOFF, backoff_cap=BACKOFF_CAP))
             changed.append(name)
     return changed
+
+
+# The SuperNode loop's step that pulls one message from the SuperLink and stores it as a task.
+_STORE = "_pull_and_store_message"
+
+
+def signal_stored_messages(module: types.ModuleType, stored: threading.Event) -> bool:
+    """Set ``stored`` whenever ``module``'s SuperNode loop has pulled and stored a message; return
+    whether the loop's step was found (and wrapped, once)."""
+    step = getattr(module, _STORE, None)
+    if not callable(step) or getattr(step, "__wrapped__", None) is not None:
+        return False
+
+    @functools.wraps(step)
+    def pull_and_store(*args: Any, **kwargs: Any) -> Any:
+        run_id = step(*args, **kwargs)
+        if run_id is not None:
+            stored.set()
+        return run_id
+
+    setattr(module, _STORE, pull_and_store)
+    return True

@@ -12,7 +12,8 @@ SuperExec would, and runs the ClientApp of the FedLedger installed on this node:
 in the run's app bundle (the coordinator's copy), which it only checks by name.
 
 Flower's fixed polling waits and object-pull backoffs are shortened in the SuperNode's loop and in
-the worker's pulls (:mod:`fedledger.fl.flower_waits`).
+the worker's pulls, and the loop wakes the worker when it has stored a message, so an idle worker
+does not poll (:mod:`fedledger.fl.flower_waits`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 import httpx
 
 FAB_ID = "fedledger/fedledger"
-# How often the worker asks the runtime API for a task when it has none.
-TASK_POLL = 0.05
+# How long the worker waits for the SuperNode's word that a message is stored before asking the
+# runtime API for a task anyway.
+TASK_POLL = 0.5
 
 _log = logging.getLogger("fedledger.node.supernode")
 
@@ -42,6 +44,8 @@ class ClientAppWorker(threading.Thread):
         self.runtime_address = runtime_address
         self._load_app = load_app
         self.poll = poll
+        # Set by the SuperNode's loop when it has stored a message (flower_waits.signal_stored_messages).
+        self.stored = threading.Event()
 
     def _client(self, *interceptors: Any) -> Any:
         from flwr.supercore.retry import make_simple_http_retry_invoker
@@ -69,7 +73,9 @@ class ClientAppWorker(threading.Thread):
             if acquired.HasField("task") and acquired.token:
                 self.serve(app, acquired.token)
             else:
-                time.sleep(self.poll)
+                # Woken the moment a message is stored; set after the empty answer, it returns at once.
+                self.stored.wait(self.poll)
+                self.stored.clear()
 
     def serve(self, app: Any, token: str) -> None:
         """Run one task: pull its message, answer it with ``app``, push the reply and the context."""
@@ -137,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from flwr.supernode.cli.flower_supernode import flower_supernode
     from flwr.supernode.runtime import run_clientapp
 
-    from fedledger.fl.flower_waits import shorten_waits
+    from fedledger.fl.flower_waits import shorten_waits, signal_stored_messages
 
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(add_help=False)
@@ -150,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     _log.setLevel(logging.INFO)
     shorten_waits(start_client_internal)
     shorten_waits(run_clientapp)
-    ClientAppWorker(f"{known.host}:{known.port}", _load_fedledger_app).start()
+    worker = ClientAppWorker(f"{known.host}:{known.port}", _load_fedledger_app)
+    if not signal_stored_messages(start_client_internal, worker.stored):
+        _log.warning("Flower's SuperNode loop has moved: the worker polls for tasks every %.1f s", worker.poll)
+    worker.start()
     sys.argv = ["flower-supernode", *args, "--isolation", "process"]
     flower_supernode()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import threading
 import time
 import tomllib
 import types
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.fl.flower_waits import BACKOFF_CAP, INITIAL_BACKOFF, shorten_waits
+from fedledger.fl.flower_waits import BACKOFF_CAP, INITIAL_BACKOFF, shorten_waits, signal_stored_messages
 from fedledger.node import supernode
 
 
@@ -54,6 +55,26 @@ def test_the_flower_code_the_waits_adjust_is_the_one_pinned(name: str, waits: li
     source = inspect.getsource(module)
     assert all(wait in source for wait in waits)
     assert {"initial_backoff", "backoff_cap"} <= set(inspect.signature(getattr(module, pulls)).parameters)
+
+
+def test_the_worker_is_woken_when_the_supernode_loop_stores_a_message_and_only_then() -> None:
+    pulled: list[int | None] = [None, 7]
+    module = types.ModuleType("fake_loop")
+    module._pull_and_store_message = lambda **kwargs: pulled.pop(0)  # type: ignore[attr-defined]
+    stored = threading.Event()
+
+    assert signal_stored_messages(module, stored)
+    assert module._pull_and_store_message(state="s") is None and not stored.is_set()  # type: ignore[attr-defined]
+    assert module._pull_and_store_message(state="s") == 7 and stored.is_set()  # type: ignore[attr-defined]
+    assert not signal_stored_messages(module, threading.Event())  # wrapped once
+    assert not signal_stored_messages(types.ModuleType("no_loop"), stored)
+
+
+def test_the_supernode_loop_calls_the_step_the_worker_is_woken_by_through_its_module_name() -> None:
+    from flwr.supernode import start_client_internal
+
+    source = inspect.getsource(start_client_internal.start_client_internal)
+    assert "run_id = _pull_and_store_message(" in source and "if run_id is None:" in source
 
 
 def test_the_node_runs_only_the_fedledger_app_it_has_installed() -> None:
