@@ -1,8 +1,8 @@
 """Flower's deployment engine: the coordinator's SuperLink, one SuperNode per company.
 
-The SuperLink runs from the coordinator's home (its TLS key, database and logs under
-``<run>/flower``); each company's SuperNode runs from that company's own home (its node key,
-its logs under ``<company home>/flower``) and runs its ClientApp in a process of its own.
+The SuperLink runs from the coordinator's home (its TLS key and logs under ``<run>/flower``; its
+state in memory, for the run); each company's SuperNode runs from that company's own home (its
+node key, its logs under ``<company home>/flower``) and runs its ClientApp in a process of its own.
 ``flwr run`` submits the FedLedger app over TLS; ``FLWR_HOME`` points the Flower CLI at a
 connection named ``fedledger``. Each party's processes run where its ``Placement`` says: by
 default all on this machine at 127.0.0.1; on separate hosts, the SuperLink binds the
@@ -183,7 +183,10 @@ class FlowerDeployment:
         pid = self._start(log, [_tool("flower-superlink"), "--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert),
                                 "--ssl-keyfile", str(key), "--enable-supernode-auth",
                                 "--disable-runtime-dependency-installation", "--host", self.superlink.address,
-                                "--port", str(self.base_port), "--database", str(self.root / "superlink.db")],
+                                # No --database: Flower's in-memory state. Its SQLite state spent
+                                # most of the SuperLink's CPU on every node's poll, and a run's
+                                # SuperLink lives only as long as the run.
+                                "--port", str(self.base_port)],
                           self.root, self.superlink)
         self._wait_listening(pid, self.superlink.address, self.base_port, "the SuperLink", log)
 
