@@ -111,6 +111,19 @@ def test_pool_values_are_nth_powers_usable_for_encryption(keypair: tuple[PublicK
     assert private_key.raw_decrypt(public_key.raw_encrypt(42, r_n=masks[0])) == 42
 
 
+def test_a_process_builds_a_keys_fixed_base_table_once_for_every_pool(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    from fedledger.crypto.paillier import _hs_table
+
+    public_key, private_key = keypair
+    _hs_table.cache_clear()
+    first, second = RandomnessPool(public_key), RandomnessPool(public_key)
+    first.fill(2, workers=1)
+    second.fill(2, workers=1)
+
+    assert (_hs_table.cache_info().misses, _hs_table.cache_info().hits) == (1, 1)
+    assert all(private_key.raw_decrypt(r_n) == 0 for r_n in first.take(2) + second.take(2))
+
+
 def test_background_fill_on_worker_processes_is_collected_by_take(keypair: tuple[PublicKey, PrivateKey]) -> None:
     public_key, private_key = keypair
     pool = RandomnessPool(public_key)
