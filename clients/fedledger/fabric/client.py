@@ -325,6 +325,8 @@ class GatewayClient:
         self.creator = serialized_identity(identity)
         self._heights: dict[str, int] = {}
         self._heights_lock = threading.Lock()
+        # Every transaction id this connection has sent to ordering (a few dozen bytes each).
+        self._sent: set[str] = set()
 
     def close(self) -> None:
         """Close the channel; calls in flight and open event streams are cancelled."""
@@ -341,6 +343,13 @@ class GatewayClient:
         """Note that channel ``channel_name`` has at least ``height`` blocks."""
         with self._heights_lock:
             self._heights[channel_name] = max(height, self._heights.get(channel_name, 0))
+
+    def first_submission(self, tx_id: str) -> bool:
+        """Note that ``tx_id`` is being sent to ordering; whether this connection never sent it before."""
+        with self._heights_lock:
+            first = tx_id not in self._sent
+            self._sent.add(tx_id)
+            return first
 
     def known_height(self, channel_name: str) -> int:
         """The greatest height of ``channel_name`` seen through this connection (0 before any)."""

@@ -209,9 +209,10 @@ class Proposal:
         )
         operation = f"endorsing {self.transaction_name} (tx {self.tx_id}) on channel {self.channel_name}"
         response = client.endorse(request, operation)
+        # Every Proposal is built here (build_proposal, or a signed copy of one): its id is minted.
         return Transaction(bytes(response.prepared_transaction.payload), tx_id=self.tx_id,
                            channel_name=self.channel_name, transaction_name=self.transaction_name,
-                           client=client)
+                           client=client, minted=True)
 
     def bytes(self) -> builtins.bytes:
         """The serialized ``Proposal``: exactly the bytes the creator's signature covers."""

@@ -69,13 +69,16 @@ class Transaction:
     """
 
     def __init__(self, payload_bytes: builtins.bytes, *, tx_id: str, channel_name: str, transaction_name: str,
-                 client: GatewayClient, signature: builtins.bytes | None = None) -> None:
+                 client: GatewayClient, signature: builtins.bytes | None = None, minted: bool = False) -> None:
         self._payload = payload_bytes
         self.tx_id = tx_id
         self.channel_name = channel_name
         self.transaction_name = transaction_name
         self.signature = signature
         self._client = client
+        # Endorsed from a proposal this process built (its id from a nonce drawn here): it can be on
+        # the ledger only if this connection sent it there.
+        self._minted = minted
         self.result = transaction_result(payload_bytes)
 
     def __repr__(self) -> str:
@@ -91,7 +94,8 @@ class Transaction:
         if not signature:
             raise FabricError(f"an empty signature for transaction {self.tx_id}")
         return Transaction(self._payload, tx_id=self.tx_id, channel_name=self.channel_name,
-                           transaction_name=self.transaction_name, client=self._client, signature=signature)
+                           transaction_name=self.transaction_name, client=self._client, signature=signature,
+                           minted=self._minted)
 
     def _envelope(self) -> Any:
         signature = self.signature or self._client.sign(self._payload, f"transaction {self.tx_id}")
@@ -103,7 +107,10 @@ class Transaction:
         The ordering service accepts an envelope it has already ordered, and the peers then mark the
         copy ``DUPLICATE_TXID``; the commit status still finds the original. So the channel's height is
         taken first (:func:`~fedledger.fabric.proposal.chain_height`), and a commit status in an older
-        block is refused as a replay (:class:`~fedledger.errors.ReplayedTransactionError`).
+        block is refused as a replay (:class:`~fedledger.errors.ReplayedTransactionError`). A
+        transaction endorsed from a proposal built here and sent for the first time through this
+        connection cannot be a replay (its id comes from a nonce drawn here): its height is the one
+        this connection has seen, and no read is made.
 
         Raises
         ------
@@ -118,7 +125,10 @@ class Transaction:
 
         operation = f"submitting {self.transaction_name} (tx {self.tx_id}) on channel {self.channel_name}"
         envelope = self._envelope()
-        height = chain_height(self._client, self.channel_name, tx_id=self.tx_id, operation=operation)
+        if self._client.first_submission(self.tx_id) and self._minted:
+            height = self._client.known_height(self.channel_name)
+        else:
+            height = chain_height(self._client, self.channel_name, tx_id=self.tx_id, operation=operation)
         request = gateway_pb2.SubmitRequest(transaction_id=self.tx_id, channel_id=self.channel_name,
                                             prepared_transaction=envelope)
         self._client.submit(request, operation)

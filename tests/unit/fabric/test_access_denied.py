@@ -172,6 +172,7 @@ def test_the_creator_is_read_from_the_signed_bytes_of_each_kind_of_request(enrol
     fake = FakeGateway(height=3, statuses=[(0, 3)])
     with scripted(enrollment, fake) as contract:
         contract.submit("WhoAmI")
+        contract.evaluate("WhoAmI")
     requests = dict(fake.calls)
 
     for name in ("Endorse", "Evaluate", "Submit", "CommitStatus"):

@@ -27,17 +27,34 @@ def enrollment() -> Enrollment:
 def test_a_status_in_the_block_the_channel_was_at_or_later_is_this_submissions(enrollment: Enrollment) -> None:
     fake = FakeGateway(height=5, statuses=[(VALID, 5)])
     with scripted(enrollment, fake) as contract:
-        result = contract.submit("RegisterCompany", ("a-co",))
+        transaction = contract.new_signed_transaction(prepared_payload(tx_id="t5"), b"signature")
+        result = committed(transaction.submit())
 
     assert result == b"ok"
     # The height is read before the envelope is sent, never after.
-    assert fake.names() == ["Endorse", "Evaluate", "Submit", "CommitStatus"]
+    assert fake.names() == ["Evaluate", "Submit", "CommitStatus"]
+
+
+def test_a_transaction_endorsed_here_is_sent_without_a_height_read_the_first_time_only(
+        enrollment: Enrollment) -> None:
+    # Its id comes from a nonce this process drew: only this connection could have put it on the
+    # ledger, so its first submission cannot be a replay. Sent again, it is checked like any envelope.
+    fake = FakeGateway(height=5, statuses=[(VALID, 5), (VALID, 5)])
+    with scripted(enrollment, fake) as contract:
+        transaction = contract.new_proposal("RegisterCompany", ("a-co",)).endorse()
+        assert committed(transaction.submit()) == b"ok"
+        sent_again = transaction.with_signature(b"signature").submit()
+        with pytest.raises(ReplayedTransactionError):
+            committed(sent_again)
+
+    assert fake.names() == ["Endorse", "Submit", "CommitStatus", "Evaluate", "Submit", "CommitStatus"]
+    assert sent_again.height_before == 6
 
 
 def test_a_status_in_an_older_block_is_the_originals_and_the_submission_a_replay(enrollment: Enrollment) -> None:
     fake = FakeGateway(height=5, statuses=[(VALID, 3), (VALID, 3)])
     with scripted(enrollment, fake) as contract:
-        submitted = contract.new_proposal("RegisterCompany", ("a-co",)).endorse().submit()
+        submitted = contract.new_signed_transaction(prepared_payload(tx_id="t3"), b"signature").submit()
         with pytest.raises(ReplayedTransactionError) as replay:
             submitted.status()
         with pytest.raises(ReplayedTransactionError):
@@ -57,7 +74,7 @@ def test_the_replay_of_a_transaction_that_committed_invalid_says_how_it_committe
     fake = FakeGateway(height=9, statuses=[(MVCC_READ_CONFLICT, 2)])
     with scripted(enrollment, fake) as contract:
         with pytest.raises(ReplayedTransactionError) as replay:
-            contract.submit("RegisterCompany", ("a-co",))
+            committed(contract.new_signed_transaction(prepared_payload(tx_id="t2"), b"signature").submit())
 
     assert replay.value.original_code == "MVCC_READ_CONFLICT"
     assert "was already committed (as MVCC_READ_CONFLICT) in block 2 before this submission" in str(replay.value)
@@ -96,7 +113,7 @@ def test_without_a_signer_the_blocks_this_connection_saw_are_the_height(enrollme
 def test_when_the_height_cannot_be_read_nothing_is_submitted(enrollment: Enrollment) -> None:
     fake = FakeGateway(fail={"Evaluate": FailedCall(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")})
     with scripted(enrollment, fake) as contract:
-        transaction = contract.new_proposal("RegisterCompany", ("a-co",)).endorse()
+        transaction = contract.new_signed_transaction(prepared_payload(tx_id="t7"), b"signature")
         with pytest.raises(SubmitError) as failed:
             transaction.submit()
 
