@@ -86,6 +86,7 @@ def run_init(args: argparse.Namespace) -> int:
 def run_start(args: argparse.Namespace) -> int:
     import os
 
+    from fedledger.fl.config import PLAIN_BASELINE_CONSENT
     from fedledger.fl.party import PartyKind
     from fedledger.node.deployment import flower_env, supernode_argv
 
@@ -99,7 +100,7 @@ def run_start(args: argparse.Namespace) -> int:
     if args.data_path:
         node_config["data-path"] = args.data_path
     if args.plain_baseline:
-        node_config["plain-baseline"] = "true"
+        node_config.update(PLAIN_BASELINE_CONSENT)
     argv = supernode_argv(superlink=args.superlink, ca_file=args.superlink_ca.resolve(), node_key=home.node_key_path,
                           port=args.port, node_config=node_config)
     flower = home.root / "flower"

@@ -193,16 +193,13 @@ class RandomnessPool:
         self.public_key = public_key
         self._values: deque[mpz] = deque()
         self._pending: list[Future[list[mpz]]] = []
-        self._table: FixedBasePowmod | None = None
 
     def __len__(self) -> int:
         return len(self._values)
 
     def _local_table(self) -> FixedBasePowmod:
-        if self._table is None:
-            pk = self.public_key
-            self._table = _hs_table(int(pk.n), int(pk.hs), pk.short_exponent_bits)
-        return self._table
+        pk = self.public_key
+        return _hs_table(int(pk.n), int(pk.hs), pk.short_exponent_bits)
 
     def fill(self, count: int, *, workers: int | None = None) -> None:
         """Add ``count`` values now, on ``workers`` processes (None: every core; 1: this process)."""

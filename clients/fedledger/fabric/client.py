@@ -324,7 +324,7 @@ class GatewayClient:
         self.timeouts = timeouts
         self.creator = serialized_identity(identity)
         self._heights: dict[str, int] = {}
-        self._heights_lock = threading.Lock()
+        self._lock = threading.Lock()
         # Every transaction id this connection has sent to ordering (a few dozen bytes each).
         self._sent: set[str] = set()
 
@@ -341,19 +341,19 @@ class GatewayClient:
 
     def observe_height(self, channel_name: str, height: int) -> None:
         """Note that channel ``channel_name`` has at least ``height`` blocks."""
-        with self._heights_lock:
+        with self._lock:
             self._heights[channel_name] = max(height, self._heights.get(channel_name, 0))
 
     def first_submission(self, tx_id: str) -> bool:
         """Note that ``tx_id`` is being sent to ordering; whether this connection never sent it before."""
-        with self._heights_lock:
+        with self._lock:
             first = tx_id not in self._sent
             self._sent.add(tx_id)
             return first
 
     def known_height(self, channel_name: str) -> int:
         """The greatest height of ``channel_name`` seen through this connection (0 before any)."""
-        with self._heights_lock:
+        with self._lock:
             return self._heights.get(channel_name, 0)
 
     def _error(self, err: grpc.RpcError, *, operation: str, stage: str, request: Any = None,

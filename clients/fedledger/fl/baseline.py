@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedledger.fl import task as tasks
 from fedledger.fl.config import Protocol
 from fedledger.fl.messages import MessageType
 from fedledger.fl.reference import fedavg_step
@@ -38,12 +37,10 @@ class PlainFedAvg:
 
     def train_round(self, n: int, weights: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Round ``n`` from ``weights``: the new weights and the round's metrics."""
-        coordinator, cfg = self.coordinator, self.coordinator.config
+        coordinator = self.coordinator
         coordinator.wire = {}
         participants = coordinator.nodes_of(coordinator.plan.participants)
-        message = {"task-id": coordinator.plan.task_id, "round": n, "model": model_bytes(weights), "seed": cfg.seed,
-                   "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size, "lr": cfg.lr,
-                   "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
+        message = coordinator.training_message(n, model_bytes(weights))
         started, started_at = time.perf_counter(), time.time()
         trained = coordinator.ask(participants, MessageType.FEDAVG, {node: message for node in participants})
         train_wall = time.perf_counter() - started
@@ -65,16 +62,11 @@ class PlainFedAvg:
     def run(self) -> None:
         """Train the task's rounds by plain FedAvg from its initial model; score and keep every model."""
         coordinator = self.coordinator
-        plan, store = coordinator.plan, coordinator.session.store
-        coordinator.connect_nodes()
-        dataset = tasks.load_dataset(plan.description.model, data_path=coordinator.config.data_path or None,
-                                     seed=coordinator.config.seed)
-        evaluator = tasks.build_model(plan.description.model)
-        model_sha = plan.task["model"]["initial_weights_sha256"]
-        weights = model_from_bytes(store.get(model_sha)).astype(np.float64)
         plain = {"epsilon": 0.0, "privacy_unit": "none", "protocol": str(Protocol.PLAIN_FEDAVG)}
-        coordinator.score(evaluator, dataset, 0, model_bytes(weights), model_sha, plain)
-        for n in range(1, plan.task["rounds"] + 1):
+        evaluator, dataset, model, _ = coordinator.begin(plain)
+        weights = model_from_bytes(model).astype(np.float64)
+        store = coordinator.session.store
+        for n in range(1, coordinator.plan.task["rounds"] + 1):
             weights, entry = self.train_round(n, weights)
             data = model_bytes(weights)
             coordinator.score(evaluator, dataset, n, data, store.put(data), {**plain, **entry})

@@ -36,7 +36,7 @@ from flwr.clientapp import ClientApp
 from fedledger.crypto import KeyShare, load_key_share
 from fedledger.errors import FedLedgerError
 from fedledger.fl.company import CompanySession
-from fedledger.fl.config import Partitioner
+from fedledger.fl.config import Partitioner, consents_to_plain_baseline
 from fedledger.fl.custody import Custody, master_private_key, release_escrow_share
 from fedledger.fl.messages import MessageType
 from fedledger.fl.party import read_secret, write_secret
@@ -268,7 +268,7 @@ def plain_fedavg(message: Message, context: Context) -> Message:
     in the clear. Only with the company's own consent in its node config: the update is not private."""
     from fedledger.fl.reference import local_update
 
-    if str(context.node_config.get("plain-baseline", "")).lower() != "true":
+    if not consents_to_plain_baseline(context.node_config):
         raise PlainBaselineRefused(
             "this node takes no part in plain FedAvg, which sends its company's update in the clear: its node "
             "config does not say plain-baseline = \"true\"")

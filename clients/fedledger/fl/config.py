@@ -32,6 +32,15 @@ class Protocol(StrEnum):
     PLAIN_FEDAVG = "plain-fedavg"
 
 
+# A company's consent to the plain-FedAvg yardstick, in its own node config (off unless given).
+PLAIN_BASELINE_CONSENT = {"plain-baseline": "true"}
+
+
+def consents_to_plain_baseline(node_config: Mapping[str, object]) -> bool:
+    """Whether a node's config gives its company's consent to send plain updates for the yardstick."""
+    return all(str(node_config.get(k, "")).lower() == v for k, v in PLAIN_BASELINE_CONSENT.items())
+
+
 class RunConfigError(FedLedgerError):
     """A run-config value is missing, of the wrong type, or out of range."""
 

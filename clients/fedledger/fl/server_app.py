@@ -193,6 +193,13 @@ class Coordinator:
                 _say(f"{types[node]}: {company}: {replies.problems[company]}")
         return replies
 
+    def training_message(self, n: int, model: bytes) -> dict[str, Any]:
+        """What a company needs to train in round ``n`` from ``model``: the run's local training settings."""
+        cfg = self.config
+        return {"task-id": self.plan.task_id, "round": n, "model": model, "seed": cfg.seed,
+                "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size, "lr": cfg.lr,
+                "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
+
     def nodes_of(self, names: tuple[str, ...] | list[str]) -> dict[int, str]:
         """The connected nodes of the companies ``names``, by Flower node id."""
         return {n: c for n, c in self.nodes.items() if c in names}
@@ -246,8 +253,7 @@ class Coordinator:
         common = {"task-id": plan.task_id, "round": n}
         committee = self.nodes_of(plan.committee)
         participants = self.nodes_of(plan.participants)
-        train = {**common, "model": global_model, "seed": cfg.seed, "local-epochs": cfg.local_epochs,
-                 "batch-size": cfg.batch_size, "lr": cfg.lr, "partitioner": str(cfg.partitioner), "alpha": cfg.alpha}
+        train = self.training_message(n, global_model)
         # One exchange: a participant on the committee proves for the round's election before it
         # trains (its proof and its update touch different keys); a member that does not train
         # only proves.
@@ -431,16 +437,23 @@ class Coordinator:
         raise RoundFailed(f"round {n}: {reason}")
 
     # --- the whole task --------------------------------------------------------------------------
-    def run(self) -> None:
-        """Train the task to its last round (or its privacy budget), recording every step on the ledger."""
-        plan, store = self.plan, self.session.store
+    def begin(self, extra: dict[str, Any]) -> tuple[Any, Any, bytes, str]:
+        """Connect the nodes, load the test data and score the task's initial model as round 0 (with
+        ``extra`` in its metrics); return the evaluator, the dataset, the model and its hash."""
+        plan = self.plan
         self.connect_nodes()
         dataset = tasks.load_dataset(plan.description.model, data_path=self.config.data_path or None,
                                      seed=self.config.seed)
         model_sha = plan.task["model"]["initial_weights_sha256"]
-        model = store.get(model_sha)
+        model = self.session.store.get(model_sha)
         evaluator = tasks.build_model(plan.description.model)
-        self.score(evaluator, dataset, 0, model, model_sha, {"epsilon": 0.0, "privacy_unit": str(plan.unit)})
+        self.score(evaluator, dataset, 0, model, model_sha, extra)
+        return evaluator, dataset, model, model_sha
+
+    def run(self) -> None:
+        """Train the task to its last round (or its privacy budget), recording every step on the ledger."""
+        plan = self.plan
+        evaluator, dataset, model, model_sha = self.begin({"epsilon": 0.0, "privacy_unit": str(plan.unit)})
         budget = float(plan.task["dp"]["epsilon_budget"])
         previous, failed_in_a_row = b"", 0
         for n in range(1, plan.task["rounds"] + 1):

@@ -35,7 +35,7 @@ import numpy as np
 from fedledger.errors import FedLedgerError, NetworkStateError, PrivacyError
 from fedledger.fl import task as tasks
 from fedledger.fl.company import CompanySession
-from fedledger.fl.config import Protocol, RunConfig
+from fedledger.fl.config import PLAIN_BASELINE_CONSENT, Protocol, RunConfig
 from fedledger.fl.custody import Custody
 from fedledger.fl.party import PartyHome, PartyKind
 from fedledger.fl.reference import company_parts
@@ -216,7 +216,7 @@ def train(network_home: Path, config: DemoConfig, *, progress: Progress) -> Trai
                                                        else {}),
                                                     # The yardstick sends updates in the clear: a node
                                                     # answers it only by its own config's consent.
-                                                    **({"plain-baseline": "true"}
+                                                    **(PLAIN_BASELINE_CONSENT
                                                        if config.run.protocol is Protocol.PLAIN_FEDAVG else {})},
                                        placement=company.placement)
         progress(f"flwr run: {config.rounds} rounds of {config.model} (logs: {deployment.root / 'logs'})")

@@ -13,7 +13,7 @@ from fedledger.fl.config import Protocol, RunConfig, RunConfigError
 from fedledger.fl.messages import MessageType
 from fedledger.fl.reference import fedavg_step
 from fedledger.fl.rounds import RoundError
-from fedledger.fl.server_app import Replies
+from fedledger.fl.server_app import Coordinator, Replies
 
 
 def test_fedavg_weights_each_update_by_its_samples_from_the_float32_model() -> None:
@@ -44,6 +44,8 @@ class FakeCoordinator:
         self.wire: dict[str, dict[str, int]] = {"stale": {"received": 1, "sent": 1}}
         self.answers, self.problems = answers, problems or {}
         self.asked: list[tuple[Any, ...]] = []
+
+    training_message = Coordinator.training_message
 
     def nodes_of(self, names: tuple[str, ...]) -> dict[int, str]:
         return {i: c for i, c in enumerate(names)}
